@@ -1,0 +1,1 @@
+/* shared SIMD helpers */

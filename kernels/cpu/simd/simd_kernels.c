@@ -1,0 +1,1 @@
+/* SIMD kernels: compiled once per ISA (see CMakeLists.txt). */

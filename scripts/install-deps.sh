@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs what beaconrt needs to build, test and run on Debian 12, idempotently:
+# apt-get runs only when a package is missing. Run as root (or with sudo available).
+set -eu
+PKGS="build-essential cmake pkg-config git ca-certificates
+      libjansson-dev libcmocka-dev
+      libprotobuf-c-dev protobuf-c-compiler
+      openmpi-bin libopenmpi-dev"
+# extra packages for the Slurm tests (tests/dist): pass --slurm
+if [ "${1:-}" = "--slurm" ]; then
+    PKGS="$PKGS slurmctld slurmd slurm-client munge procps iproute2"
+fi
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+echo "install-deps: installing:$missing" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >&2
