@@ -24,9 +24,14 @@ brt_status brt_err_prefix(brt_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
-    char tail[BRT_ERR_MSG_MAX];
-    memcpy(tail, err->msg, sizeof tail);
-    snprintf(err->msg, sizeof err->msg, "%s%s", head, tail);
+    size_t hl = strlen(head), tl = strlen(err->msg);
+    if (hl >= sizeof err->msg)
+        hl = sizeof err->msg - 1;
+    if (hl + tl >= sizeof err->msg)
+        tl = sizeof err->msg - 1 - hl;
+    memmove(err->msg + hl, err->msg, tl);
+    memcpy(err->msg, head, hl);
+    err->msg[hl + tl] = '\0';
     return err->status;
 }
 
