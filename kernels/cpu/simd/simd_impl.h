@@ -1,1 +1,200 @@
-/* shared SIMD helpers */
+/* The vector vocabulary the CPU kernels are written in. simd_kernels.c is compiled once per
+ * instruction set (CMakeLists.txt defines BRT_SIMD_ISA_<isa>); each build gets its own
+ * symbol suffix, and the backend picks one by cpuid at run time.
+ *
+ * Reductions (v_hsum, v_hmax) use one fixed tree per ISA, so a value never depends on where
+ * in a tile or micro-batch it was computed. */
+#ifndef BRT_SIMD_IMPL_H
+#define BRT_SIMD_IMPL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(BRT_SIMD_ISA_avx512)
+#include <immintrin.h>
+#define VL 16
+#define ISA_SUFFIX(n) n##_avx512
+typedef __m512 vf;
+static inline vf v_zero(void) { return _mm512_setzero_ps(); }
+static inline vf v_set1(float x) { return _mm512_set1_ps(x); }
+static inline vf v_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline void v_store(float *p, vf x) { _mm512_storeu_ps(p, x); }
+static inline vf v_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline vf v_add(vf a, vf b) { return _mm512_add_ps(a, b); }
+static inline vf v_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+static inline vf v_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+static inline vf v_div(vf a, vf b) { return _mm512_div_ps(a, b); }
+static inline vf v_max(vf a, vf b) { return _mm512_max_ps(a, b); }
+static inline vf v_min(vf a, vf b) { return _mm512_min_ps(a, b); }
+static inline vf v_floor(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+static inline vf v_pow2i(vf n) /* 2^n for integral n in float range */
+{
+    __m512i i = _mm512_cvtps_epi32(n);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(i, _mm512_set1_epi32(127)), 23));
+}
+static inline vf v_load_bf16(const uint16_t *p)
+{
+    __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+static inline vf v_load_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+static inline float v_hsum(vf x)
+{
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+static inline float v_hmax(vf x)
+{
+    __m256 a = _mm256_max_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1));
+    __m128 b = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_max_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_max_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+/* y where x >= t, else 0 */
+static inline vf v_keep_ge(vf x, float t, vf y) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(t), _CMP_GE_OQ), y); }
+#define GEMM_MR 4
+#define GEMM_NR 6
+
+#elif defined(BRT_SIMD_ISA_avx2)
+#include <immintrin.h>
+#define VL 8
+#define ISA_SUFFIX(n) n##_avx2
+typedef __m256 vf;
+static inline vf v_zero(void) { return _mm256_setzero_ps(); }
+static inline vf v_set1(float x) { return _mm256_set1_ps(x); }
+static inline vf v_load(const float *p) { return _mm256_loadu_ps(p); }
+static inline void v_store(float *p, vf x) { _mm256_storeu_ps(p, x); }
+static inline vf v_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+static inline vf v_add(vf a, vf b) { return _mm256_add_ps(a, b); }
+static inline vf v_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+static inline vf v_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+static inline vf v_div(vf a, vf b) { return _mm256_div_ps(a, b); }
+static inline vf v_max(vf a, vf b) { return _mm256_max_ps(a, b); }
+static inline vf v_min(vf a, vf b) { return _mm256_min_ps(a, b); }
+static inline vf v_floor(vf a) { return _mm256_floor_ps(a); }
+static inline vf v_pow2i(vf n)
+{
+    __m256i i = _mm256_cvtps_epi32(n);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(i, _mm256_set1_epi32(127)), 23));
+}
+static inline vf v_load_bf16(const uint16_t *p)
+{
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+static inline vf v_load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+static inline float v_hsum(vf x)
+{
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+static inline float v_hmax(vf x)
+{
+    __m128 b = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    b = _mm_max_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_max_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+static inline vf v_keep_ge(vf x, float t, vf y) { return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(t), _CMP_GE_OQ), y); }
+#define GEMM_MR 3
+#define GEMM_NR 4
+
+#else /* generic C: fixed-size arrays the compiler may vectorise */
+#include <math.h>
+#define VL 8
+#define ISA_SUFFIX(n) n##_generic
+typedef struct {
+    float x[VL];
+} vf;
+#define VF_LOOP(expr)             \
+    vf r_;                        \
+    for (int l_ = 0; l_ < VL; l_++) \
+        r_.x[l_] = (expr);        \
+    return r_
+static inline vf v_zero(void) { VF_LOOP(0.0f); }
+static inline vf v_set1(float x) { VF_LOOP(x); }
+static inline vf v_load(const float *p) { VF_LOOP(p[l_]); }
+static inline void v_store(float *p, vf x) { memcpy(p, x.x, sizeof x.x); }
+static inline vf v_fma(vf a, vf b, vf c) { VF_LOOP(fmaf(a.x[l_], b.x[l_], c.x[l_])); }
+static inline vf v_add(vf a, vf b) { VF_LOOP(a.x[l_] + b.x[l_]); }
+static inline vf v_sub(vf a, vf b) { VF_LOOP(a.x[l_] - b.x[l_]); }
+static inline vf v_mul(vf a, vf b) { VF_LOOP(a.x[l_] * b.x[l_]); }
+static inline vf v_div(vf a, vf b) { VF_LOOP(a.x[l_] / b.x[l_]); }
+static inline vf v_max(vf a, vf b) { VF_LOOP(a.x[l_] > b.x[l_] ? a.x[l_] : b.x[l_]); }
+static inline vf v_min(vf a, vf b) { VF_LOOP(a.x[l_] < b.x[l_] ? a.x[l_] : b.x[l_]); }
+static inline vf v_floor(vf a) { VF_LOOP(floorf(a.x[l_])); }
+static inline vf v_pow2i(vf n) { VF_LOOP(ldexpf(1.0f, (int)n.x[l_])); }
+static inline vf v_load_bf16(const uint16_t *p)
+{
+    vf r;
+    for (int l = 0; l < VL; l++) {
+        uint32_t u = (uint32_t)p[l] << 16;
+        memcpy(&r.x[l], &u, 4);
+    }
+    return r;
+}
+static inline float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    if (exp == 0) {
+        float f = ldexpf((float)man, -24);
+        return sign ? -f : f;
+    }
+    if (exp == 31)
+        u = sign | 0x7f800000u | (man << 13);
+    else
+        u = sign | ((exp + 112) << 23) | (man << 13);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline vf v_load_f16(const uint16_t *p) { VF_LOOP(half_to_float(p[l_])); }
+static inline float v_hsum(vf x)
+{
+    float a[4], b[2];
+    for (int i = 0; i < 4; i++)
+        a[i] = x.x[i] + x.x[i + 4];
+    b[0] = a[0] + a[2];
+    b[1] = a[1] + a[3];
+    return b[0] + b[1];
+}
+static inline float v_hmax(vf x)
+{
+    float m = x.x[0];
+    for (int i = 1; i < VL; i++)
+        m = x.x[i] > m ? x.x[i] : m;
+    return m;
+}
+static inline vf v_keep_ge(vf x, float t, vf y) { VF_LOOP(x.x[l_] >= t ? y.x[l_] : 0.0f); }
+#define GEMM_MR 4
+#define GEMM_NR 4
+#endif
+
+/* exp(x) for the softmax and SiLU: Cephes-style range reduction and polynomial (~1 ulp),
+ * the same on every lane and every call. exp(-inf) = 0. */
+static inline vf v_exp(vf x)
+{
+    const vf hi = v_set1(88.3762626647949f), lo = v_set1(-87.3365447504019f);
+    vf xc = v_max(v_min(x, hi), lo);
+    vf n = v_floor(v_fma(xc, v_set1(1.44269504088896341f), v_set1(0.5f)));
+    vf r = v_fma(n, v_set1(-0.693359375f), xc);
+    r = v_fma(n, v_set1(2.12194440e-4f), r);
+    vf y = v_set1(1.9875691500E-4f);
+    y = v_fma(y, r, v_set1(1.3981999507E-3f));
+    y = v_fma(y, r, v_set1(8.3334519073E-3f));
+    y = v_fma(y, r, v_set1(4.1665795894E-2f));
+    y = v_fma(y, r, v_set1(1.6666665459E-1f));
+    y = v_fma(y, r, v_set1(5.0000001201E-1f));
+    y = v_fma(y, v_mul(r, r), v_add(r, v_set1(1.0f)));
+    y = v_mul(y, v_pow2i(n));
+    /* below the clamp the true value underflows: exactly 0 (masked scores are -inf) */
+    return v_keep_ge(x, -87.3365447504019f, y);
+}
+
+#endif

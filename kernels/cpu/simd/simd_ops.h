@@ -1,0 +1,37 @@
+/* The per-ISA kernels the CPU backend dispatches to (one table per instruction set). */
+#ifndef BRT_SIMD_OPS_H
+#define BRT_SIMD_OPS_H
+
+#include <stdint.h>
+
+#include "kernels.h"
+
+typedef struct brt_simd_ops {
+    const char *isa;
+    int gemm_nr;              /* columns per GEMM tile: thread splits are multiples of it */
+    /* c[:, n0:n1] for all m rows (see brt_backend.gemm) */
+    void (*gemm_cols)(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
+                      float *c, int64_t ldc, int64_t n0, int64_t n1);
+    /* attention for query vectors [qv0, qv1) of kv head kvh in one segment; scratch holds
+     * brt_simd_attn_scratch_floats(head_dim, qv count) floats */
+    void (*attn)(const brt_attn_args *a, const brt_attn_seg *s, int32_t kvh, int32_t qv0, int32_t qv1,
+                 float *scratch);
+    void (*rmsnorm_row)(const float *x, const float *w, float eps, float *y, int64_t dim);
+    void (*silu_mul_row)(float *g, const float *u, int64_t n);
+    void (*add_row)(float *y, const float *x, int64_t n);
+    void (*rope_row)(float *x, int32_t heads, int32_t head_dim, const float *cos, const float *sin);
+    void (*to_f32_row)(const void *src, brt_dtype dt, float *dst, int64_t n);
+} brt_simd_ops;
+
+#define BRT_ATTN_QV_MAX 64   /* query vectors per attention task */
+#define BRT_ATTN_TILE 32     /* keys per attention tile */
+static inline int64_t brt_simd_attn_scratch_floats(int32_t head_dim)
+{
+    /* Kt [hd][TILE] + Vt [TILE][hd] + per qv (m, l, acc[hd]) + scores [4][TILE] */
+    return (int64_t)head_dim * BRT_ATTN_TILE * 2 + (int64_t)BRT_ATTN_QV_MAX * (head_dim + 2) +
+           4 * BRT_ATTN_TILE + 64;
+}
+
+extern const brt_simd_ops brt_simd_avx512, brt_simd_avx2, brt_simd_generic;
+
+#endif

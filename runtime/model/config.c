@@ -1,0 +1,575 @@
+#include "model/config.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *brt_policy_name(brt_policy_kind k)
+{
+    switch (k) {
+    case BRT_POLICY_FULL: return "full";
+    case BRT_POLICY_BEACON_V1: return "beacon_v1";
+    case BRT_POLICY_BEACON_V2: return "beacon_v2";
+    case BRT_POLICY_FOT: return "fot";
+    }
+    return "?";
+}
+
+/* Every key a supported config may carry. Informational ones are accepted and ignored
+ * (their value cannot change the numbers); everything else is read below. */
+static const char *const k_known[] = {
+    /* informational */
+    "architectures", "auto_map", "initializer_range", "use_cache", "torch_dtype",
+    "transformers_version", "_name_or_path", "pad_token_id", "attention_dropout",
+    "tokenizer_class", "gradient_checkpoint_every_ith", "torch_attention", "mem_attention_grouping",
+    "retrieval_topk", "beacon_stride_mix", "max_window_layers", "sliding_window",
+    "bos_token_id", "eos_token_id", "return_dict", "output_attentions", "output_hidden_states",
+    "is_encoder_decoder", "tie_encoder_decoder", "torchscript", "use_return_dict",
+    /* read */
+    "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+    "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
+    "rms_norm_eps", "rope_theta", "rope_scaling", "tie_word_embeddings", "attention_bias",
+    "mlp_bias", "hidden_act", "pretraining_tp", "use_sliding_window",
+    /* activation beacon v1 and v2 */
+    "beacon_window", "beacon_stride", "beacon_attn", "beacon_attend_previous", "beacon_attend_prev",
+    "beacon_ratio", "beacon_ratio_mix", "beacon_param", "retrieval_method", "beacon_pos",
+    "beacon_sink_size", "beacon_embed_init", "beacon_parallel_window",
+    /* LongLLaMA / FoT */
+    "mem_layers", "mem_dtype", "mem_positionals", "last_context_length",
+    /* beaconrt's own override key (flags --policy) */
+    "policy",
+};
+
+static int is_known(const char *k)
+{
+    for (size_t i = 0; i < sizeof k_known / sizeof k_known[0]; i++)
+        if (!strcmp(k, k_known[i]))
+            return 1;
+    return 0;
+}
+
+typedef struct {
+    const json_t *o;
+    const char *what;
+    brt_err *err;
+} reader;
+
+static brt_status need_int(reader *r, const char *key, int64_t lo, int64_t hi, int32_t *out)
+{
+    json_t *v = json_object_get(r->o, key);
+    if (!v)
+        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: required field \"%s\" is missing", r->what, key);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be an integer in [%lld, %lld]", r->what,
+                        key, (long long)lo, (long long)hi);
+    *out = (int32_t)json_integer_value(v);
+    return BRT_OK;
+}
+
+static brt_status opt_int(reader *r, const char *key, int64_t lo, int64_t hi, int32_t def, int32_t *out)
+{
+    json_t *v = json_object_get(r->o, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return BRT_OK;
+    }
+    return need_int(r, key, lo, hi, out);
+}
+
+static brt_status opt_num(reader *r, const char *key, double def, double *out)
+{
+    json_t *v = json_object_get(r->o, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return BRT_OK;
+    }
+    if (!json_is_number(v))
+        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be a number", r->what, key);
+    *out = json_number_value(v);
+    return BRT_OK;
+}
+
+static brt_status opt_bool(reader *r, const char *key, int def, int *out)
+{
+    json_t *v = json_object_get(r->o, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return BRT_OK;
+    }
+    if (!json_is_boolean(v))
+        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be true or false", r->what, key);
+    *out = json_is_true(v);
+    return BRT_OK;
+}
+
+static const char *opt_str(reader *r, const char *key, const char *def)
+{
+    json_t *v = json_object_get(r->o, key);
+    return json_is_string(v) ? json_string_value(v) : def;
+}
+
+static brt_status check_str(reader *r, const char *key)
+{
+    json_t *v = json_object_get(r->o, key);
+    if (v && !json_is_null(v) && !json_is_string(v))
+        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be a string", r->what, key);
+    return BRT_OK;
+}
+
+static brt_status unsupported(reader *r, const char *key, const char *why)
+{
+    char val[200] = "?";
+    json_t *v = json_object_get(r->o, key);
+    if (v) {
+        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (s) {
+            snprintf(val, sizeof val, "%s", s);
+            free(s);
+        }
+    }
+    return brt_errf(r->err, BRT_ERR_UNSUPPORTED, "%s: \"%s\": %s is not supported%s%s", r->what, key, val,
+                    why ? ": " : "", why ? why : "");
+}
+
+static int has(reader *r, const char *key)
+{
+    json_t *v = json_object_get(r->o, key);
+    return v && !json_is_null(v);
+}
+
+static brt_status parse_ratio_mix(reader *r, brt_beacon_config *b)
+{
+    BRT_TRY(check_str(r, "beacon_ratio_mix"));
+    const char *mix = opt_str(r, "beacon_ratio_mix", "step-random");
+    if (!strcmp(mix, "step-random"))
+        b->ratio_mix = BRT_RATIO_MIX_STEP_RANDOM;
+    else if (!strcmp(mix, "instance-random"))
+        b->ratio_mix = BRT_RATIO_MIX_INSTANCE_RANDOM;
+    else if (!strcmp(mix, "sequence"))
+        b->ratio_mix = BRT_RATIO_MIX_SEQUENCE;
+    else if (!strncmp(mix, "adapt-", 6)) {
+        char *end;
+        long f = strtol(mix + 6, &end, 10);
+        if (*end || end == mix + 6 || f < 0 || f > (1L << 30))
+            return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_ratio_mix\": \"%s\" is not adapt-<tokens>",
+                            r->what, mix);
+        b->ratio_mix = BRT_RATIO_MIX_ADAPT;
+        b->adapt_extra = (int32_t)f;
+    } else
+        return unsupported(r, "beacon_ratio_mix", "use step-random/instance-random (one ratio), sequence or adapt-N");
+    if (b->n_ratios > 1 &&
+        (b->ratio_mix == BRT_RATIO_MIX_STEP_RANDOM || b->ratio_mix == BRT_RATIO_MIX_INSTANCE_RANDOM))
+        return unsupported(r, "beacon_ratio_mix",
+                           "random ratio draws over several ratios (the official code draws from numpy's "
+                           "PCG64, which beaconrt does not reproduce); use adapt-N (the paper's inference "
+                           "mode), sequence, or a single ratio");
+    return BRT_OK;
+}
+
+static brt_status parse_int_list(reader *r, const char *key, int32_t *vals, int max, int *n, int64_t lo,
+                                 int64_t hi)
+{
+    json_t *v = json_object_get(r->o, key);
+    *n = 0;
+    if (json_is_integer(v)) {
+        if (json_integer_value(v) < lo || json_integer_value(v) > hi)
+            return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be in [%lld, %lld]", r->what, key,
+                            (long long)lo, (long long)hi);
+        vals[(*n)++] = (int32_t)json_integer_value(v);
+        return BRT_OK;
+    }
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > (size_t)max)
+        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be an integer or a list of 1..%d integers",
+                        r->what, key, max);
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e)
+    {
+        if (!json_is_integer(e) || json_integer_value(e) < lo || json_integer_value(e) > hi)
+            return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\"[%zu] must be an integer in [%lld, %lld]",
+                            r->what, key, i, (long long)lo, (long long)hi);
+        vals[(*n)++] = (int32_t)json_integer_value(e);
+    }
+    return BRT_OK;
+}
+
+static brt_status parse_beacon(reader *r, int version, brt_model_config *c)
+{
+    brt_beacon_config *b = &c->beacon;
+    memset(b, 0, sizeof *b);
+    BRT_TRY(opt_int(r, "beacon_window", 1, 1 << 24, 1024, &b->window));
+    /* v1 stride is a list (one value supported: several need a random stride draw); v2 an int */
+    int32_t strides[BRT_MAX_RATIOS];
+    int ns = 0;
+    if (has(r, "beacon_stride")) {
+        BRT_TRY(parse_int_list(r, "beacon_stride", strides, BRT_MAX_RATIOS, &ns, 1, 1 << 24));
+        if (ns != 1)
+            return unsupported(r, "beacon_stride", "several strides need a random draw per window; give one");
+        b->stride = strides[0];
+    } else
+        b->stride = b->window;
+    if (b->stride > b->window)
+        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_stride\" %d is larger than \"beacon_window\" %d",
+                        r->what, b->stride, b->window);
+    if (has(r, "beacon_ratio"))
+        BRT_TRY(parse_int_list(r, "beacon_ratio", b->ratios, BRT_MAX_RATIOS, &b->n_ratios, 0, 1 << 20));
+    else {
+        b->n_ratios = version == 1 ? 1 : 3;
+        if (version == 1)
+            b->ratios[0] = 8;
+        else
+            b->ratios[0] = 2, b->ratios[1] = 4, b->ratios[2] = 8;
+    }
+    BRT_TRY(parse_ratio_mix(r, b));
+    BRT_TRY(check_str(r, "beacon_attn"));
+    const char *attn = opt_str(r, "beacon_attn", version == 1 ? "step-expansion" : "full-coverage");
+    if (!strcmp(attn, "step-expansion"))
+        b->attn = BRT_BEACON_ATTN_STEP_EXPANSION;
+    else if (!strcmp(attn, "segmentation"))
+        b->attn = BRT_BEACON_ATTN_SEGMENTATION;
+    else if (!strcmp(attn, "full-coverage"))
+        b->attn = BRT_BEACON_ATTN_FULL_COVERAGE;
+    else
+        return unsupported(r, "beacon_attn", "use step-expansion, segmentation or full-coverage");
+    BRT_TRY(opt_bool(r, version == 1 ? "beacon_attend_previous" : "beacon_attend_prev", 1, &b->attend_prev));
+    if (version == 1 && has(r, "beacon_attend_prev"))
+        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_attend_prev\" is a v2 field in a v1 config",
+                        r->what);
+    if (version == 2 && has(r, "beacon_attend_previous"))
+        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_attend_previous\" is a v1 field in a v2 config",
+                        r->what);
+    json_t *param = json_object_get(r->o, "beacon_param");
+    if (!param || json_is_null(param))
+        b->param = version == 1 ? (BRT_BEACON_PARAM_Q | BRT_BEACON_PARAM_K | BRT_BEACON_PARAM_V |
+                                   BRT_BEACON_PARAM_O)
+                                : 0; /* the v2 class default is [] */
+    else {
+        if (!json_is_array(param))
+            return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_param\" must be a list of q,k,v,o,mlp",
+                            r->what);
+        size_t i;
+        json_t *e;
+        json_array_foreach(param, i, e)
+        {
+            const char *s = json_is_string(e) ? json_string_value(e) : "";
+            if (!strcmp(s, "q")) b->param |= BRT_BEACON_PARAM_Q;
+            else if (!strcmp(s, "k")) b->param |= BRT_BEACON_PARAM_K;
+            else if (!strcmp(s, "v")) b->param |= BRT_BEACON_PARAM_V;
+            else if (!strcmp(s, "o")) b->param |= BRT_BEACON_PARAM_O;
+            else if (!strcmp(s, "mlp")) b->param |= BRT_BEACON_PARAM_MLP;
+            else
+                return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_param\"[%zu] must be one of q,k,v,o,mlp",
+                                r->what, i);
+        }
+    }
+    if (has(r, "retrieval_method"))
+        return unsupported(r, "retrieval_method", "BM25 retrieval-guided ratios are not implemented");
+    /* ratio checks: one ratio is used as given; several are filtered like the official code */
+    for (int i = 0; i < b->n_ratios; i++) {
+        int32_t q = b->ratios[i];
+        if (b->n_ratios == 1 && q > 0 && b->stride % q != 0)
+            return unsupported(r, "beacon_ratio", "a ratio must divide beacon_stride");
+    }
+    if (version == 2) {
+        BRT_TRY(check_str(r, "beacon_pos"));
+        const char *pos = opt_str(r, "beacon_pos", "interleave");
+        if (!strcmp(pos, "interleave"))
+            b->pos = BRT_BEACON_POS_INTERLEAVE;
+        else if (!strcmp(pos, "append"))
+            b->pos = BRT_BEACON_POS_APPEND;
+        else
+            return unsupported(r, "beacon_pos", "use interleave or append");
+        if (b->stride != b->window)
+            return unsupported(r, "beacon_stride",
+                               "v2 needs beacon_stride == beacon_window (interleave requires it; append "
+                               "with a smaller stride crashes in the official code)");
+        if (b->pos == BRT_BEACON_POS_INTERLEAVE && b->attn != BRT_BEACON_ATTN_FULL_COVERAGE)
+            return unsupported(r, "beacon_attn",
+                               "interleaved beacons need full-coverage (the official step-expansion mask for "
+                               "interleave indexes the wrong columns)");
+        for (int i = 0; i < b->n_ratios; i++)
+            if (b->pos == BRT_BEACON_POS_INTERLEAVE && b->ratios[i] == 0)
+                return unsupported(r, "beacon_ratio", "ratio 0 with interleaved beacons");
+        BRT_TRY(opt_int(r, "beacon_sink_size", 0, 1 << 20, 0, &b->sink_size));
+        BRT_TRY(check_str(r, "beacon_embed_init"));
+        const char *init = opt_str(r, "beacon_embed_init", "eos");
+        if (!strcmp(init, "bos"))
+            b->embed_init_bos = 1;
+        else if (strcmp(init, "eos") != 0)
+            return unsupported(r, "beacon_embed_init", "use eos or bos");
+        int32_t pw;
+        BRT_TRY(opt_int(r, "beacon_parallel_window", 0, 1 << 20, 1, &pw));
+        if (pw != 1)
+            return unsupported(r, "beacon_parallel_window", "only 1 window at a time");
+    } else {
+        b->pos = BRT_BEACON_POS_APPEND;
+        for (const char *const *k = (const char *const[]){"beacon_pos", "beacon_sink_size",
+                                                           "beacon_embed_init", "beacon_parallel_window", NULL};
+             *k; k++)
+            if (has(r, *k))
+                return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" is a v2 field in a v1 config", r->what, *k);
+    }
+    return BRT_OK;
+}
+
+static brt_status parse_fot(reader *r, brt_model_config *c)
+{
+    brt_fot_config *f = &c->fot;
+    memset(f, 0, sizeof *f);
+    json_t *ml = json_object_get(r->o, "mem_layers");
+    if (ml && !json_is_null(ml)) {
+        if (!json_is_array(ml))
+            return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"mem_layers\" must be a list of layer indices", r->what);
+        size_t i;
+        json_t *e;
+        json_array_foreach(ml, i, e)
+        {
+            if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) >= c->n_layers)
+                return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"mem_layers\"[%zu] must be a layer index in [0, %d)",
+                                r->what, i, c->n_layers);
+            if (!f->is_mem_layer[json_integer_value(e)])
+                f->n_mem_layers++;
+            f->is_mem_layer[json_integer_value(e)] = 1;
+        }
+    }
+    BRT_TRY(check_str(r, "mem_dtype"));
+    const char *md = opt_str(r, "mem_dtype", "bfloat16");
+    if (!strcmp(md, "bfloat16"))
+        f->mem_bf16 = 1;
+    else if (strcmp(md, "float32") != 0)
+        return unsupported(r, "mem_dtype", "use bfloat16 or float32");
+    BRT_TRY(opt_bool(r, "mem_positionals", 1, &f->mem_positionals));
+    BRT_TRY(opt_int(r, "last_context_length", 1, 1 << 30, 1024, &f->last_context_length));
+    f->window = c->max_pos;
+    json_t *g = json_object_get(r->o, "mem_attention_grouping");
+    if (g && !json_is_null(g) &&
+        (!json_is_array(g) || json_array_size(g) != 2 || !json_is_integer(json_array_get(g, 0)) ||
+         !json_is_integer(json_array_get(g, 1)) || json_integer_value(json_array_get(g, 0)) < 1 ||
+         json_integer_value(json_array_get(g, 1)) < 1))
+        return brt_errf(r->err, BRT_ERR_FORMAT,
+                        "%s: \"mem_attention_grouping\" must be null or [heads, queries] (positive)", r->what);
+    int ta;
+    BRT_TRY(opt_bool(r, "torch_attention", 0, &ta));
+    if (c->rope_scaling != BRT_ROPE_NONE)
+        return unsupported(r, "rope_scaling", "LongLLaMA requires rope_scaling null");
+    return BRT_OK;
+}
+
+brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, const char *what,
+                                brt_model_config *c, brt_err *err)
+{
+    memset(c, 0, sizeof *c);
+    if (!json_is_object(cfg_in))
+        return brt_errf(err, BRT_ERR_FORMAT, "%s: not a JSON object", what);
+    json_t *cfg = json_deep_copy(cfg_in);
+    if (!cfg)
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    if (overrides && json_object_update(cfg, (json_t *)overrides) != 0) {
+        json_decref(cfg);
+        return brt_errf(err, BRT_ERR_INVALID, "%s: overrides are not a JSON object", what);
+    }
+    reader rd = {cfg, what, err}, *r = &rd;
+    brt_status st = BRT_OK;
+    const char *key;
+    json_t *val;
+    json_object_foreach(cfg, key, val)
+    {
+        if (!is_known(key)) {
+            st = brt_errf(err, BRT_ERR_UNSUPPORTED,
+                          "%s: unknown field \"%s\" (beaconrt does not know what it changes, so it refuses "
+                          "to guess)",
+                          what, key);
+            goto out;
+        }
+    }
+#define TRY(x)                \
+    do {                      \
+        if ((st = (x)) != BRT_OK) \
+            goto out;         \
+    } while (0)
+    TRY(check_str(r, "model_type"));
+    const char *mt = opt_str(r, "model_type", NULL);
+    if (!mt) {
+        st = brt_errf(err, BRT_ERR_FORMAT, "%s: required field \"model_type\" is missing", what);
+        goto out;
+    }
+    if (strcmp(mt, "llama") && strcmp(mt, "mistral") && strcmp(mt, "qwen2") && strcmp(mt, "longllama")) {
+        st = unsupported(r, "model_type", "beaconrt runs Llama-family models (llama, mistral, qwen2, longllama)");
+        goto out;
+    }
+    snprintf(c->model_type, sizeof c->model_type, "%s", mt);
+    TRY(need_int(r, "vocab_size", 1, 1 << 24, &c->vocab_size));
+    TRY(need_int(r, "hidden_size", 1, 1 << 20, &c->hidden));
+    TRY(need_int(r, "intermediate_size", 1, 1 << 22, &c->intermediate));
+    TRY(need_int(r, "num_hidden_layers", 1, BRT_MAX_LAYERS, &c->n_layers));
+    TRY(need_int(r, "num_attention_heads", 1, 1 << 12, &c->n_heads));
+    TRY(opt_int(r, "num_key_value_heads", 1, 1 << 12, c->n_heads, &c->n_kv_heads));
+    if (c->n_heads % c->n_kv_heads != 0) {
+        st = brt_errf(err, BRT_ERR_FORMAT,
+                      "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", what,
+                      c->n_heads, c->n_kv_heads);
+        goto out;
+    }
+    if (has(r, "head_dim"))
+        TRY(need_int(r, "head_dim", 1, 1 << 12, &c->head_dim));
+    else {
+        if (c->hidden % c->n_heads != 0) {
+            st = brt_errf(err, BRT_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d",
+                          what, c->hidden, c->n_heads);
+            goto out;
+        }
+        c->head_dim = c->hidden / c->n_heads;
+    }
+    if (c->head_dim % 2 != 0) {
+        st = brt_errf(err, BRT_ERR_FORMAT, "%s: head dimension %d must be even for RoPE", what, c->head_dim);
+        goto out;
+    }
+    TRY(need_int(r, "max_position_embeddings", 1, 1 << 30, &c->max_pos));
+    double eps, theta;
+    TRY(opt_num(r, "rms_norm_eps", 1e-6, &eps));
+    TRY(opt_num(r, "rope_theta", 10000.0, &theta));
+    if (!(eps > 0 && eps < 1) || !(theta > 1)) {
+        st = brt_errf(err, BRT_ERR_FORMAT, "%s: rms_norm_eps must be in (0,1) and rope_theta > 1", what);
+        goto out;
+    }
+    c->rms_eps = (float)eps;
+    c->rope_theta = theta;
+    json_t *rs = json_object_get(cfg, "rope_scaling");
+    if (rs && !json_is_null(rs)) {
+        json_t *ty = json_object_get(rs, "type");
+        if (!ty)
+            ty = json_object_get(rs, "rope_type");
+        json_t *fa = json_object_get(rs, "factor");
+        if (!json_is_object(rs) || !json_is_string(ty) || !json_is_number(fa) || json_number_value(fa) < 1) {
+            st = brt_errf(err, BRT_ERR_FORMAT, "%s: \"rope_scaling\" must be null or {\"type\", \"factor\" >= 1}",
+                          what);
+            goto out;
+        }
+        if (strcmp(json_string_value(ty), "linear") != 0) {
+            st = unsupported(r, "rope_scaling", "only linear RoPE scaling is implemented");
+            goto out;
+        }
+        c->rope_scaling = BRT_ROPE_LINEAR;
+        c->rope_factor = json_number_value(fa);
+    }
+    TRY(opt_bool(r, "tie_word_embeddings", 0, &c->tie_embeddings));
+    int ab, mb;
+    TRY(opt_bool(r, "attention_bias", 0, &ab));
+    TRY(opt_bool(r, "mlp_bias", 0, &mb));
+    if (mb) {
+        st = unsupported(r, "mlp_bias", NULL);
+        goto out;
+    }
+    if (!strcmp(mt, "qwen2")) {
+        c->qkv_bias = 1; /* Qwen2 always has q/k/v biases and no o bias */
+        if (has(r, "attention_bias")) {
+            st = brt_errf(err, BRT_ERR_FORMAT, "%s: \"attention_bias\" is not a qwen2 field", what);
+            goto out;
+        }
+    } else if (ab)
+        c->qkv_bias = c->o_bias = 1; /* HF Llama: bias on q, k, v and o */
+    TRY(check_str(r, "hidden_act"));
+    const char *act = opt_str(r, "hidden_act", "silu");
+    if (strcmp(act, "silu") != 0) {
+        st = unsupported(r, "hidden_act", "only silu (SwiGLU) is implemented");
+        goto out;
+    }
+    int32_t tp;
+    TRY(opt_int(r, "pretraining_tp", 1, 1 << 10, 1, &tp));
+    if (tp != 1) {
+        st = unsupported(r, "pretraining_tp", "the official code raises for pretraining_tp > 1");
+        goto out;
+    }
+    int sw;
+    TRY(opt_bool(r, "use_sliding_window", 0, &sw));
+    if (sw || (!strcmp(mt, "mistral") && has(r, "sliding_window"))) {
+        st = unsupported(r, sw ? "use_sliding_window" : "sliding_window", "sliding-window attention");
+        goto out;
+    }
+    /* special ids: eos may be a list (first entry, as the official beacon init does) */
+    json_t *bos = json_object_get(cfg, "bos_token_id"), *eos = json_object_get(cfg, "eos_token_id");
+    c->bos_id = json_is_integer(bos) ? (int32_t)json_integer_value(bos) : 1;
+    if (json_is_array(eos) && json_array_size(eos) > 0)
+        eos = json_array_get(eos, 0);
+    c->eos_id = json_is_integer(eos) ? (int32_t)json_integer_value(eos) : 2;
+    if (c->bos_id < 0 || c->bos_id >= c->vocab_size || c->eos_id < 0 || c->eos_id >= c->vocab_size) {
+        st = brt_errf(err, BRT_ERR_FORMAT, "%s: bos_token_id/eos_token_id out of the vocabulary", what);
+        goto out;
+    }
+
+    /* which long-context policy */
+    int is_fot = !strcmp(mt, "longllama") || has(r, "mem_layers") || has(r, "last_context_length");
+    int is_beacon = has(r, "beacon_window") || has(r, "beacon_ratio");
+    int v2 = has(r, "beacon_pos") || has(r, "beacon_sink_size") || has(r, "beacon_embed_init") ||
+             has(r, "beacon_attend_prev") || has(r, "beacon_parallel_window") ||
+             json_is_integer(json_object_get(cfg, "beacon_stride"));
+    const char *forced = opt_str(r, "policy", NULL);
+    if (forced) {
+        if (!strcmp(forced, "full"))
+            is_fot = is_beacon = 0;
+        else if (!strcmp(forced, "beacon_v1"))
+            is_beacon = 1, v2 = 0, is_fot = 0;
+        else if (!strcmp(forced, "beacon_v2"))
+            is_beacon = 1, v2 = 1, is_fot = 0;
+        else if (!strcmp(forced, "fot"))
+            is_fot = 1, is_beacon = 0;
+        else {
+            st = unsupported(r, "policy", "use full, beacon_v1, beacon_v2 or fot");
+            goto out;
+        }
+    }
+    if (is_fot && is_beacon) {
+        st = brt_errf(err, BRT_ERR_FORMAT, "%s: the config mixes Activation Beacon and LongLLaMA fields", what);
+        goto out;
+    }
+    if (is_fot) {
+        c->policy = BRT_POLICY_FOT;
+        TRY(parse_fot(r, c));
+    } else if (is_beacon) {
+        c->policy = v2 ? BRT_POLICY_BEACON_V2 : BRT_POLICY_BEACON_V1;
+        TRY(parse_beacon(r, v2 ? 2 : 1, c));
+    } else {
+        c->policy = BRT_POLICY_FULL;
+        static const char *const only[] = {"beacon_stride", "beacon_attn", "beacon_param", "beacon_ratio_mix",
+                                           "beacon_attend_previous", "mem_dtype", "mem_positionals", NULL};
+        for (const char *const *k = only; *k; k++)
+            if (has(r, *k)) {
+                st = brt_errf(err, BRT_ERR_FORMAT, "%s: \"%s\" without the rest of its long-context config",
+                              what, *k);
+                goto out;
+            }
+    }
+#undef TRY
+out:
+    json_decref(cfg);
+    return st;
+}
+
+brt_status brt_config_load(const char *dir, const json_t *overrides, brt_model_config *out, brt_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_error_t je;
+    json_t *cfg = json_load_file(path, 0, &je);
+    if (!cfg) {
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return brt_errf(err, BRT_ERR_NOT_FOUND, "%s: cannot open (is %s a Hugging Face model folder?)",
+                            path, dir);
+        fclose(f);
+        return brt_errf(err, BRT_ERR_FORMAT, "%s: line %d column %d: %s", path, je.line, je.column, je.text);
+    }
+    brt_status st = brt_config_from_json(cfg, overrides, path, out, err);
+    json_decref(cfg);
+    return st;
+}
+
+brt_status brt_config_beacon_defaults(int version, json_t *ov, brt_err *err)
+{
+    if (!json_is_object(ov))
+        return brt_errf(err, BRT_ERR_INVALID, "overrides must be an object");
+    json_object_set_new(ov, "policy", json_string(version == 1 ? "beacon_v1" : "beacon_v2"));
+    return BRT_OK;
+}

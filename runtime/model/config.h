@@ -1,0 +1,108 @@
+/* Model configuration from a Hugging Face config.json (plus overrides), and the long-context
+ * policy it selects. Parsing is strict: a field this runtime does not know, or a value it does
+ * not support, is an error naming the field, never a silent default. */
+#ifndef BRT_CONFIG_H
+#define BRT_CONFIG_H
+
+#include <stdint.h>
+
+#include "base/status.h"
+
+typedef struct json_t json_t;
+
+typedef enum brt_policy_kind {
+    BRT_POLICY_FULL = 0, /* plain Llama: all raw KV */
+    BRT_POLICY_BEACON_V1,
+    BRT_POLICY_BEACON_V2,
+    BRT_POLICY_FOT
+} brt_policy_kind;
+
+const char *brt_policy_name(brt_policy_kind k);
+
+typedef enum brt_beacon_attn {
+    BRT_BEACON_ATTN_STEP_EXPANSION = 0,
+    BRT_BEACON_ATTN_SEGMENTATION,
+    BRT_BEACON_ATTN_FULL_COVERAGE
+} brt_beacon_attn;
+
+typedef enum brt_ratio_mix {
+    BRT_RATIO_MIX_STEP_RANDOM = 0, /* only with one ratio (no draw needed) */
+    BRT_RATIO_MIX_INSTANCE_RANDOM, /* only with one ratio */
+    BRT_RATIO_MIX_SEQUENCE,
+    BRT_RATIO_MIX_ADAPT
+} brt_ratio_mix;
+
+typedef enum brt_beacon_pos { BRT_BEACON_POS_APPEND = 0, BRT_BEACON_POS_INTERLEAVE } brt_beacon_pos;
+
+enum { /* beacon_param bits */
+    BRT_BEACON_PARAM_Q = 1,
+    BRT_BEACON_PARAM_K = 2,
+    BRT_BEACON_PARAM_V = 4,
+    BRT_BEACON_PARAM_O = 8,
+    BRT_BEACON_PARAM_MLP = 16
+};
+
+#define BRT_MAX_RATIOS 16
+#define BRT_MAX_LAYERS 1024
+
+typedef struct brt_beacon_config {
+    int32_t window;          /* W: raw tokens per window */
+    int32_t stride;          /* S: tokens condensed per full window (S <= W) */
+    int32_t ratios[BRT_MAX_RATIOS];
+    int n_ratios;
+    brt_ratio_mix ratio_mix;
+    int32_t adapt_extra;     /* F of adapt-F */
+    brt_beacon_attn attn;
+    int attend_prev;         /* v1: beacon_attend_previous; v2: beacon_attend_prev */
+    uint32_t param;          /* BRT_BEACON_PARAM_* */
+    brt_beacon_pos pos;      /* v2 only; v1 is append */
+    int32_t sink_size;       /* v2 only */
+    int embed_init_bos;      /* v2: beacon_embed_init == "bos" (else eos) */
+} brt_beacon_config;
+
+typedef struct brt_fot_config {
+    uint8_t is_mem_layer[BRT_MAX_LAYERS];
+    int n_mem_layers;
+    int mem_bf16;            /* mem_dtype bfloat16 (memory K/V rounded to bf16) vs float32 */
+    int mem_positionals;
+    int32_t last_context_length;
+    int32_t window;          /* = max_position_embeddings: the local-cache cap */
+} brt_fot_config;
+
+typedef enum brt_rope_scaling { BRT_ROPE_NONE = 0, BRT_ROPE_LINEAR } brt_rope_scaling;
+
+typedef struct brt_model_config {
+    char model_type[32];     /* llama, qwen2, mistral, longllama */
+    int32_t vocab_size;
+    int32_t hidden;          /* dim */
+    int32_t intermediate;
+    int32_t n_layers;
+    int32_t n_heads;
+    int32_t n_kv_heads;
+    int32_t head_dim;
+    int32_t max_pos;         /* max_position_embeddings */
+    float rms_eps;
+    double rope_theta;
+    brt_rope_scaling rope_scaling;
+    double rope_factor;
+    int tie_embeddings;
+    int qkv_bias;            /* q/k/v projections have biases */
+    int o_bias;              /* o projection has a bias (Llama attention_bias) */
+    int32_t bos_id, eos_id;
+    brt_policy_kind policy;
+    brt_beacon_config beacon;
+    brt_fot_config fot;
+} brt_model_config;
+
+/* Parse a config object. overrides (may be NULL) is merged over it first (same keys as
+ * config.json, e.g. {"beacon_window": 64}); `what` names the source in messages. */
+brt_status brt_config_from_json(const json_t *cfg, const json_t *overrides, const char *what,
+                                brt_model_config *out, brt_err *err);
+/* Load DIR/config.json (with optional overrides). */
+brt_status brt_config_load(const char *dir, const json_t *overrides, brt_model_config *out, brt_err *err);
+
+/* Turn a plain Llama config into a beacon one with the official class defaults for that
+ * version (used by --policy beacon_v1|beacon_v2 on a model without beacon fields). */
+brt_status brt_config_beacon_defaults(int version, json_t *overrides, brt_err *err);
+
+#endif
