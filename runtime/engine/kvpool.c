@@ -65,8 +65,10 @@ static void *pool_get(brt_kvpool *p)
         p->chunks = nc;
         p->chunks[p->n_chunks++] = chunk;
         p->allocated += n * p->block_bytes;
-        if (p->cap_free < p->n_free + n) {
-            int64_t cap = p->cap_free * 2 > p->n_free + n ? p->cap_free * 2 : p->n_free + n;
+        /* the free list must hold every block ever made (all may come back at once) */
+        int64_t total = p->allocated / p->block_bytes;
+        if (p->cap_free < total) {
+            int64_t cap = p->cap_free * 2 > total ? p->cap_free * 2 : total;
             void **nf = realloc(p->free_list, (size_t)cap * sizeof *nf);
             if (!nf)
                 return NULL;

@@ -82,39 +82,52 @@ DEFINE_TILE(tile_f32, float, LOADW_F32)
 DEFINE_TILE(tile_bf16, uint16_t, LOADW_BF16)
 DEFINE_TILE(tile_f16, uint16_t, LOADW_F16)
 
+/* K is processed in fixed blocks of GEMM_KC (so a weight tile and an activation tile stay in
+ * L1); each output is then ((block0 + block1) + ...) + bias, an order fixed by K alone. */
+#define GEMM_KC 512
+
 static void gemm_cols(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
                       float *c, int64_t ldc, int64_t n0, int64_t n1)
 {
     const int64_t K = w->cols;
     const size_t es = brt_dtype_size(w->dtype);
+    const int has_bias = bias && bias->data;
     /* rows of A per block: keep the block in L2 while the weight tiles stream past it */
-    int64_t mb = (int64_t)(256 * 1024) / (K * 4);
+    int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
+    int64_t mb = (int64_t)(256 * 1024) / (kc_max * 4);
     mb = mb < MR ? MR : mb - mb % MR;
     for (int64_t m0 = 0; m0 < m; m0 += mb) {
         int64_t m1 = m0 + mb < m ? m0 + mb : m;
-        for (int64_t j0 = n0; j0 < n1; j0 += NR) {
-            const void *wr[NR];
-            float bj[NR];
-            for (int j = 0; j < NR; j++) {
-                int64_t col = j0 + j;
-                wr[j] = col < n1 ? (const char *)w->data + (size_t)col * (size_t)K * es : (const void *)k_zero;
-                bj[j] = (bias && bias->data && col < n1) ? scalar_f32(bias->data, bias->dtype, col) : 0.0f;
-            }
-            for (int64_t i0 = m0; i0 < m1; i0 += MR) {
-                const float *ar[MR];
-                for (int i = 0; i < MR; i++)
-                    ar[i] = i0 + i < m1 ? a + (i0 + i) * lda : k_zero;
-                float out[MR][NR];
-                if (w->dtype == BRT_DT_F32)
-                    tile_f32(ar, (const float *const *)wr, K, out);
-                else if (w->dtype == BRT_DT_BF16)
-                    tile_bf16(ar, (const uint16_t *const *)wr, K, out);
-                else
-                    tile_f16(ar, (const uint16_t *const *)wr, K, out);
-                for (int i = 0; i < MR && i0 + i < m1; i++) {
-                    float *crow = c + (i0 + i) * ldc;
-                    for (int j = 0; j < NR && j0 + j < n1; j++)
-                        crow[j0 + j] = bias && bias->data ? out[i][j] + bj[j] : out[i][j];
+        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+            const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+            const int first = k0 == 0, last = k0 + kc == K;
+            for (int64_t j0 = n0; j0 < n1; j0 += NR) {
+                const void *wr[NR];
+                float bj[NR];
+                for (int j = 0; j < NR; j++) {
+                    int64_t col = j0 + j;
+                    wr[j] = col < n1 ? (const char *)w->data + ((size_t)col * (size_t)K + (size_t)k0) * es
+                                     : (const void *)k_zero;
+                    bj[j] = (has_bias && last && col < n1) ? scalar_f32(bias->data, bias->dtype, col) : 0.0f;
+                }
+                for (int64_t i0 = m0; i0 < m1; i0 += MR) {
+                    const float *ar[MR];
+                    for (int i = 0; i < MR; i++)
+                        ar[i] = i0 + i < m1 ? a + (i0 + i) * lda + k0 : k_zero;
+                    float out[MR][NR];
+                    if (w->dtype == BRT_DT_F32)
+                        tile_f32(ar, (const float *const *)wr, kc, out);
+                    else if (w->dtype == BRT_DT_BF16)
+                        tile_bf16(ar, (const uint16_t *const *)wr, kc, out);
+                    else
+                        tile_f16(ar, (const uint16_t *const *)wr, kc, out);
+                    for (int i = 0; i < MR && i0 + i < m1; i++) {
+                        float *crow = c + (i0 + i) * ldc;
+                        for (int j = 0; j < NR && j0 + j < n1; j++) {
+                            float v = first ? out[i][j] : crow[j0 + j] + out[i][j];
+                            crow[j0 + j] = has_bias && last ? v + bj[j] : v;
+                        }
+                    }
                 }
             }
         }

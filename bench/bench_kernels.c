@@ -1,0 +1,90 @@
+/* GEMM and attention throughput of the CPU backend, beside the machine's measured fp32 peak.
+ *   bench_kernels [--threads N] [--isa avx512|avx2|generic] */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "kernels.h"
+#include "peak.h"
+
+static float frand(unsigned *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return ((*s >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+static double time_gemm(brt_backend *be, int64_t m, int64_t n, int64_t k, brt_dtype dt, int reps)
+{
+    unsigned seed = 1;
+    float *a = malloc((size_t)(m * k) * 4), *c = malloc((size_t)(m * n) * 4);
+    size_t es = brt_dtype_size(dt);
+    void *w = malloc((size_t)(n * k) * es);
+    for (int64_t i = 0; i < m * k; i++)
+        a[i] = frand(&seed);
+    for (int64_t i = 0; i < n * k; i++) {
+        float f = frand(&seed);
+        if (dt == BRT_DT_F32)
+            ((float *)w)[i] = f;
+        else
+            ((uint16_t *)w)[i] = brt_f32_to_bf16(f);
+    }
+    brt_weight W = {w, dt, n, k, "w"};
+    be->gemm(be, a, k, m, &W, NULL, c, n); /* warm */
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = brt_now();
+        be->gemm(be, a, k, m, &W, NULL, c, n);
+        double dt2 = brt_now() - t0;
+        if (dt2 < best)
+            best = dt2;
+    }
+    free(a);
+    free(c);
+    free(w);
+    return 2.0 * m * n * k / best / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 0;
+    const char *isa = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--isa") && i + 1 < argc)
+            isa = argv[++i];
+    }
+    brt_backend *be = brt_cpu_backend_create(threads, isa);
+    if (!be) {
+        fprintf(stderr, "bench_kernels: ISA %s not available\n", isa ? isa : "?");
+        return 1;
+    }
+    double peak = bench_fp32_peak(be->n_threads);
+    printf("backend %s, %d threads; measured fp32 FMA peak %.1f GFLOP/s\n", be->name, be->n_threads, peak);
+    struct {
+        int64_t m, n, k;
+        brt_dtype dt;
+        const char *what;
+    } cases[] = {
+        {1024, 768, 768, BRT_DT_F32, "prefill q/o proj (hidden 768)"},
+        {1024, 2048, 768, BRT_DT_F32, "prefill gate/up (768 -> 2048)"},
+        {1024, 768, 2048, BRT_DT_F32, "prefill down (2048 -> 768)"},
+        {1024, 3072, 1024, BRT_DT_F32, "prefill mlp (1024 -> 3072)"},
+        {2048, 4096, 4096, BRT_DT_F32, "4096^2 x 2048 rows"},
+        {1024, 4096, 4096, BRT_DT_BF16, "4096^2 bf16 weights"},
+        {1, 4096, 4096, BRT_DT_F32, "decode 1 row 4096^2 (memory bound)"},
+        {8, 4096, 4096, BRT_DT_F32, "decode 8 rows 4096^2"},
+    };
+    printf("%-36s %6s %6s %6s %5s %10s %8s\n", "gemm", "M", "N", "K", "dtype", "GFLOP/s", "of peak");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int reps = cases[i].m >= 1024 ? 3 : 20;
+        double g = time_gemm(be, cases[i].m, cases[i].n, cases[i].k, cases[i].dt, reps);
+        printf("%-36s %6lld %6lld %6lld %5s %10.1f %7.0f%%\n", cases[i].what, (long long)cases[i].m,
+               (long long)cases[i].n, (long long)cases[i].k, brt_dtype_name(cases[i].dt), g,
+               peak > 0 ? 100 * g / peak : 0);
+    }
+    be->destroy(be);
+    return 0;
+}

@@ -1,0 +1,81 @@
+/* The beaconrt command line: one function per subcommand and the flags they share. */
+#ifndef BRT_CLI_H
+#define BRT_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "dist/node.h"
+
+int cmd_generate(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+/* Flags every model-running command takes (model, policy knobs, resources). */
+typedef struct cli_common {
+    const char *model;
+    const char *config_path;  /* --config preset */
+    json_t *overrides;        /* config keys set by flags */
+    brt_node_opts node;
+    double kv_budget_mb;
+    int quiet;
+} cli_common;
+
+#define CLI_COMMON_OPTIONS                                              \
+    {"model", required_argument, 0, 1000}, {"policy", required_argument, 0, 1001},              \
+    {"beacon-window", required_argument, 0, 1002}, {"beacon-stride", required_argument, 0, 1003}, \
+    {"beacon-ratio", required_argument, 0, 1004}, {"beacon-ratio-mix", required_argument, 0, 1005}, \
+    {"beacon-attn", required_argument, 0, 1006}, {"beacon-param", required_argument, 0, 1007},   \
+    {"mem-layers", required_argument, 0, 1008}, {"last-context-length", required_argument, 0, 1009}, \
+    {"mem-dtype", required_argument, 0, 1010}, {"set", required_argument, 0, 1011},             \
+    {"threads", required_argument, 0, 1012}, {"isa", required_argument, 0, 1013},               \
+    {"kv-budget-mb", required_argument, 0, 1014}, {"max-rows", required_argument, 0, 1015},     \
+    {"prefill-chunk", required_argument, 0, 1016}, {"pp", required_argument, 0, 1017},          \
+    {"dp", required_argument, 0, 1018}, {"quiet", no_argument, 0, 1019},                        \
+    {"config", required_argument, 0, 1020}, {"max-inflight", required_argument, 0, 1021},       \
+    {"timeout", required_argument, 0, 1022}, {"beacon-pos", required_argument, 0, 1023},        \
+    {"beacon-sink-size", required_argument, 0, 1024}
+
+#define CLI_COMMON_HELP                                                                          \
+    "model and long-context policy:\n"                                                           \
+    "  --model DIR              Hugging Face model folder (config.json, *.safetensors, tokenizer.model)\n" \
+    "  --config FILE            deployment preset (configs/*.json); flags override it\n"        \
+    "  --policy P               full | beacon_v1 | beacon_v2 | fot (default: from config.json)\n" \
+    "  --beacon-window N        Activation Beacon: raw tokens per window\n"                      \
+    "  --beacon-stride N        tokens condensed per full window (default: the window)\n"        \
+    "  --beacon-ratio R[,R..]   condensing ratio(s); 0 keeps raw activations\n"                  \
+    "  --beacon-ratio-mix M     adapt-N | sequence | step-random (one ratio)\n"                  \
+    "  --beacon-attn A          step-expansion | segmentation | full-coverage\n"                 \
+    "  --beacon-param L         beacon projections, e.g. q,k,v,o\n"                              \
+    "  --beacon-pos P           v2: interleave | append\n"                                       \
+    "  --beacon-sink-size N     v2: attention sink slots\n"                                      \
+    "  --mem-layers L           LongLLaMA: memory layers, e.g. 6,12,18\n"                        \
+    "  --last-context-length N  LongLLaMA: tokens kept local at the end of a call\n"             \
+    "  --mem-dtype D            LongLLaMA: bfloat16 | float32\n"                                 \
+    "  --set KEY=JSON           set any config.json field\n"                                     \
+    "resources:\n"                                                                               \
+    "  --threads N              kernel threads per rank (default: cores / ranks per node)\n"     \
+    "  --isa I                  avx512 | avx2 | generic (default: best available)\n"             \
+    "  --kv-budget-mb N         long-context state memory per pipeline stage\n"                  \
+    "  --max-rows N             rows per micro-batch\n"                                          \
+    "  --prefill-chunk N        full policy: tokens per prefill step (default 512)\n"            \
+    "  --quiet                  no progress lines\n"
+
+void cli_common_init(cli_common *c);
+void cli_common_free(cli_common *c);
+/* Handle one of the common options; returns 1 if it was one, -1 on a bad value. */
+int cli_common_opt(cli_common *c, int opt, const char *arg);
+/* After parsing: apply --config, check --model. */
+int cli_common_finish(cli_common *c, const char *cmd);
+
+/* Read token ids from FILE.safetensors[:TENSOR] (default tensor input_ids). */
+int cli_read_ids(const char *spec, int32_t **ids, size_t *n);
+/* Whole file into memory (NUL-terminated). */
+char *cli_read_file(const char *path, size_t *len);
+
+int cli_fail(const char *cmd, const brt_err *err);
+
+#endif

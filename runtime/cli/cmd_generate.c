@@ -1,0 +1,218 @@
+/* beaconrt generate: one prompt from the command line, for a quick look. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "cli.h"
+
+static const char *const k_help =
+    "usage: beaconrt generate --model DIR (--prompt TEXT | --prompt-file FILE | --input-ids FILE[:TENSOR])\n"
+    "                         [-n N] [--temperature T] [--top-p P] [--seed S] [--greedy] [--json] [options]\n"
+    "\n"
+    "Prints the continuation of the prompt. Text prompts are tokenized with the model's tokenizer.model\n"
+    "and start with BOS; --input-ids reads an I64 tensor [1, L] (default name input_ids) as is.\n"
+    "\n"
+    "  --prompt TEXT            the prompt\n"
+    "  --prompt-file FILE       read the prompt from a file (long documents)\n"
+    "  --input-ids FILE[:T]     token ids from a safetensors file\n"
+    "  -n, --max-tokens N       tokens to generate (default 256)\n"
+    "  --temperature T          0 = greedy (default 0.8)\n"
+    "  --top-p P                nucleus sampling mass (default 0.95)\n"
+    "  --seed S                 sampling seed (default 1337; equal seeds give equal outputs)\n"
+    "  --greedy                 same as --temperature 0\n"
+    "  --ignore-eos             keep generating after the end-of-sequence token\n"
+    "  --json                   print {\"generated_ids\": [...], \"text\": ...} instead of text\n"
+    "\n" CLI_COMMON_HELP;
+
+typedef struct gen_ctx {
+    const brt_tokenizer *tok;
+    int stream;         /* print text as tokens arrive */
+    brt_job *job;
+    int32_t printed;
+} gen_ctx;
+
+static void on_done(void *ctx, brt_job *job)
+{
+    gen_ctx *g = ctx;
+    g->job = job;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    static struct option opts[] = {{"prompt", required_argument, 0, 'p'},
+                                   {"prompt-file", required_argument, 0, 'f'},
+                                   {"input-ids", required_argument, 0, 'i'},
+                                   {"max-tokens", required_argument, 0, 'n'},
+                                   {"temperature", required_argument, 0, 't'},
+                                   {"top-p", required_argument, 0, 'P'},
+                                   {"seed", required_argument, 0, 's'},
+                                   {"greedy", no_argument, 0, 'g'},
+                                   {"ignore-eos", no_argument, 0, 'E'},
+                                   {"json", no_argument, 0, 'j'},
+                                   {"help", no_argument, 0, 'h'},
+                                   CLI_COMMON_OPTIONS,
+                                   {0, 0, 0, 0}};
+    cli_common c;
+    cli_common_init(&c);
+    const char *prompt = NULL, *prompt_file = NULL, *ids_spec = NULL;
+    long max_new = 256;
+    double temperature = 0.8, top_p = 0.95;
+    unsigned long long seed = 1337;
+    int as_json = 0, ignore_eos = 0, opt, rc = 1;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (opt) {
+        case 'p': prompt = optarg; break;
+        case 'f': prompt_file = optarg; break;
+        case 'i': ids_spec = optarg; break;
+        case 'n':
+            max_new = strtol(optarg, &end, 10);
+            if (*end || max_new < 0 || max_new > (1 << 24)) {
+                fprintf(stderr, "beaconrt generate: -n wants a token count, not '%s'\n", optarg);
+                goto out;
+            }
+            break;
+        case 't':
+            temperature = strtod(optarg, &end);
+            if (*end || temperature < 0) {
+                fprintf(stderr, "beaconrt generate: --temperature wants a number >= 0\n");
+                goto out;
+            }
+            break;
+        case 'P':
+            top_p = strtod(optarg, &end);
+            if (*end || !(top_p > 0 && top_p <= 1)) {
+                fprintf(stderr, "beaconrt generate: --top-p wants a number in (0, 1]\n");
+                goto out;
+            }
+            break;
+        case 's': seed = strtoull(optarg, &end, 10); break;
+        case 'g': temperature = 0; break;
+        case 'E': ignore_eos = 1; break;
+        case 'j': as_json = 1; break;
+        case 'h': fputs(k_help, stdout); rc = 0; goto out;
+        default: {
+            int r = opt >= 1000 ? cli_common_opt(&c, opt, optarg) : 0;
+            if (r == 1)
+                break;
+            if (r < 0)
+                fprintf(stderr, "beaconrt generate: bad value '%s' for --%s\n", optarg, opts[0].name);
+            fprintf(stderr, "see beaconrt generate --help\n");
+            rc = 2;
+            goto out;
+        }
+        }
+    }
+    if (cli_common_finish(&c, "generate") != 0) {
+        rc = 2;
+        goto out;
+    }
+    if (!!prompt + !!prompt_file + !!ids_spec != 1) {
+        fprintf(stderr, "beaconrt generate: give exactly one of --prompt, --prompt-file, --input-ids\n");
+        rc = 2;
+        goto out;
+    }
+    c.node.need_tokenizer = !ids_spec;
+    brt_err err;
+    brt_node *node = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    char *file_text = NULL;
+    if (ids_spec && cli_read_ids(ids_spec, &ids, &n_ids) != 0)
+        goto out;
+    if (prompt_file) {
+        file_text = cli_read_file(prompt_file, NULL);
+        if (!file_text) {
+            fprintf(stderr, "beaconrt generate: cannot read %s: %s\n", prompt_file, strerror(errno));
+            goto out;
+        }
+        prompt = file_text;
+    }
+    if (brt_node_open(&c.node, NULL, &node, &err) != BRT_OK) {
+        rc = cli_fail("generate", &err);
+        goto cleanup;
+    }
+    if (!ids) {
+        if (brt_tokenizer_encode(node->model.tok, prompt, strlen(prompt), 1, &ids, &n_ids, &err) != BRT_OK) {
+            rc = cli_fail("generate", &err);
+            goto cleanup;
+        }
+    }
+    gen_ctx g = {node->model.tok, !as_json, NULL, 0};
+    if (brt_node_start_sched(node, on_done, &g, &err) != BRT_OK) {
+        rc = cli_fail("generate", &err);
+        goto cleanup;
+    }
+    if (!c.quiet)
+        brt_log_info("%s, policy %s, %zu prompt tokens, %s", node->model.dir, brt_policy_name(node->model.cfg.policy),
+                     n_ids, node->be->name);
+    brt_job_spec spec = {"generate", ids, (int64_t)n_ids, (int32_t)max_new, (float)temperature, (float)top_p, seed,
+                         -1, 0, 0, ignore_eos, NULL, 0, NULL};
+    brt_job *job;
+    if (brt_sched_submit(node->sched, &spec, &job, &err) != BRT_OK || brt_node_run(node, &err) != BRT_OK) {
+        rc = cli_fail("generate", &err);
+        goto cleanup;
+    }
+    if (!g.job || g.job->status != BRT_JOB_DONE) {
+        fprintf(stderr, "beaconrt generate: error: %s\n", g.job ? g.job->error : "the job did not finish");
+        goto cleanup;
+    }
+    const int32_t *gen = g.job->tokens + g.job->prompt_len;
+    int32_t n_gen = g.job->n_gen;
+    char *text = NULL;
+    size_t text_len = 0;
+    if (node->model.tok) {
+        /* the continuation as it reads after the prompt: pieces joined, no leading-space rule */
+        size_t cap = (size_t)n_gen * 16 + 16;
+        text = malloc(cap);
+        for (int32_t i = 0; text && i < n_gen; i++) {
+            char buf[64];
+            if (gen[i] == node->model.cfg.eos_id && !ignore_eos)
+                break;
+            size_t n = brt_tokenizer_token_bytes(node->model.tok, gen[i], buf, sizeof buf);
+            if (text_len + n + 1 > cap) {
+                cap = cap * 2 + n;
+                text = realloc(text, cap);
+                if (!text)
+                    break;
+            }
+            memcpy(text + text_len, buf, n);
+            text_len += n;
+        }
+        if (text)
+            text[text_len] = '\0';
+    }
+    if (as_json) {
+        json_t *o = json_object(), *a = json_array();
+        for (int32_t i = 0; i < n_gen; i++)
+            json_array_append_new(a, json_integer(gen[i]));
+        json_object_set_new(o, "generated_ids", a);
+        if (text)
+            json_object_set_new(o, "text", json_stringn_nocheck(text, text_len));
+        json_object_set_new(o, "finish_reason", json_string(g.job->finish_reason ? g.job->finish_reason : "length"));
+        char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+        puts(s);
+        free(s);
+        json_decref(o);
+    } else if (text) {
+        fwrite(text, 1, text_len, stdout);
+        fputc('\n', stdout);
+    }
+    free(text);
+    if (!c.quiet) {
+        double dt = g.job->t_done - g.job->t_admit;
+        brt_log_info("%zu prompt + %d generated tokens in %.2fs", n_ids, n_gen, dt);
+    }
+    rc = 0;
+cleanup:
+    brt_node_close(node);
+    free(ids);
+    free(file_text);
+out:
+    cli_common_free(&c);
+    return rc;
+}

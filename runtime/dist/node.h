@@ -1,0 +1,57 @@
+/* One rank of a beaconrt job: its place in the grid, the model, the compute backend, its stage
+ * and (on world rank 0) the coordinator's scheduler. brt_node_run drives the rank's role until
+ * every submitted job has finished: rank 0 plans micro-batches, runs stage 0 of pipeline 0 and
+ * collects results; the other ranks run their stage on what their predecessor sends. With one
+ * rank nothing leaves the process. */
+#ifndef BRT_NODE_H
+#define BRT_NODE_H
+
+#include <stdint.h>
+
+#include "dist/grid.h"
+#include "dist/transport.h"
+#include "engine/stage.h"
+#include "model/model.h"
+#include "sched/sched.h"
+
+typedef struct brt_node_opts {
+    const char *model_dir;
+    const json_t *overrides;  /* config keys (policy knobs) */
+    int need_tokenizer;
+    int threads;              /* kernel threads per rank (0 = cores / ranks on the node) */
+    const char *isa;          /* NULL = best */
+    int32_t pp, dp;           /* 0 = one pipeline of all ranks */
+    int64_t kv_budget;        /* bytes of KV state per stage (0 = from the machine's memory) */
+    int32_t max_rows;         /* rows per micro-batch (0 = default) */
+    int32_t max_inflight;     /* micro-batches in flight per pipeline (0 = 2 x stages) */
+    int32_t prefill_chunk;    /* full policy: rows per prefill step (0 = 512) */
+    double timeout;           /* seconds a rank waits for a peer before failing (0 = 600) */
+    int progress;             /* print progress lines on stderr */
+    const char *trace_path;   /* write per-micro-batch timings of every rank here (rank 0) */
+} brt_node_opts;
+
+typedef void (*brt_token_fn)(void *ctx, brt_job *job, int32_t token);
+
+typedef struct brt_node {
+    brt_node_opts o;
+    brt_grid grid;
+    brt_model model;
+    brt_backend *be;
+    brt_stage *stage;
+    brt_sched *sched;         /* rank 0 only */
+    brt_transport *tr;        /* NULL with one rank */
+    int32_t max_rows, max_inflight, prefill_chunk, block_bytes;
+    int64_t kv_budget;
+} brt_node;
+
+brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **out, brt_err *err);
+/* Rank 0: create the scheduler (jobs are then submitted with brt_sched_submit(node->sched...)). */
+brt_status brt_node_start_sched(brt_node *n, brt_job_done_fn on_done, void *ctx, brt_err *err);
+brt_status brt_node_run(brt_node *n, brt_err *err);
+void brt_node_close(brt_node *n);
+
+/* Defaults shared with `beaconrt plan`. */
+int64_t brt_node_default_kv_budget(int32_t local_ranks, int64_t weight_bytes);
+int32_t brt_node_block_bytes(const brt_model_config *cfg);
+
+#endif

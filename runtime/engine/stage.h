@@ -1,0 +1,47 @@
+/* A pipeline stage: layers [layer_begin, layer_end) of the model, their weights, the KV pool and
+ * the long-context state of every job in flight, for those layers only. The first stage also
+ * embeds tokens; the last applies the final norm and lm_head and turns logits into results. */
+#ifndef BRT_STAGE_H
+#define BRT_STAGE_H
+
+#include <stdint.h>
+
+#include "engine/step.h"
+#include "kernels.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+#include "model/weights.h"
+
+typedef struct brt_stage brt_stage;
+
+typedef struct brt_stage_opts {
+    const brt_model_config *cfg;
+    const brt_st_set *files;   /* the checkpoint (memory-mapped) */
+    int32_t layer_begin, layer_end;
+    int first, last;
+    brt_backend *be;
+    int64_t kv_budget;         /* bytes of KV blocks this stage may hold */
+    int32_t block_bytes;       /* KV block size */
+    int32_t max_rows;          /* rows per micro-batch */
+} brt_stage_opts;
+
+brt_status brt_stage_create(const brt_stage_opts *o, brt_stage **out, brt_err *err);
+void brt_stage_destroy(brt_stage *s);
+
+/* Run a micro-batch. hidden: [mb->n_rows, hidden] f32, in (ignored on the first stage, which
+ * embeds) and out. A failure of one job (say a bad token id) marks its step FAILED with a
+ * message and drops its state; the other jobs go on. On the last stage results[i] is filled for
+ * each step. The call itself fails only when the stage can no longer run. */
+brt_status brt_stage_forward(brt_stage *s, brt_microbatch *mb, float *hidden, brt_step_result *results,
+                             brt_err *err);
+/* Free a job's state (it finished or failed). */
+void brt_stage_release(brt_stage *s, uint64_t job);
+
+const brt_weights *brt_stage_weights(const brt_stage *s);
+int64_t brt_stage_kv_used(const brt_stage *s);
+int64_t brt_stage_kv_peak(const brt_stage *s);
+int32_t brt_stage_jobs(const brt_stage *s);
+/* Seconds spent in forward and the number of micro-batches (for idle fractions). */
+void brt_stage_stats(const brt_stage *s, double *busy_seconds, int64_t *microbatches);
+
+#endif

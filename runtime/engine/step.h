@@ -1,0 +1,91 @@
+/* The unit of work: a step is one job's next chunk (a window or part of one, plus the beacon
+ * slots the policy adds, or one decode token). Steps of many jobs are packed into a micro-batch
+ * whose rows go through every projection and MLP as one GEMM; attention runs per step against
+ * that job's own context. The coordinator's planner fills steps; every stage applies them to
+ * the state of its own layers. */
+#ifndef BRT_STEP_H
+#define BRT_STEP_H
+
+#include <stdint.h>
+
+#include "base/status.h"
+
+enum brt_step_flags {
+    BRT_STEP_FULL_WINDOW = 1u, /* beacon: the step completes a window (condense) */
+    BRT_STEP_NO_CACHE = 2u,    /* fot: NO-CACHE mode (memory layers append after attention) */
+    BRT_STEP_FLUSH = 4u,       /* fot: flush the local cache (into memory) before attention */
+    BRT_STEP_RAW_TO_MEM = 8u,  /* beacon ratio 0: raw slots become memory */
+    BRT_STEP_FAILED = 16u,     /* an earlier stage failed this job: skip its state */
+};
+
+enum brt_logits_mode {
+    BRT_LOGITS_NONE = 0,
+    BRT_LOGITS_SAMPLE = 1, /* last raw row: sample the next token */
+    BRT_LOGITS_SCORE = 2,  /* every raw row: logprob of the next prompt token (+ top-k) */
+    BRT_LOGITS_FULL = 4,   /* every raw row: the whole logit vector (beaconrt logits) */
+};
+
+enum brt_row_kind { BRT_ROW_RAW = 0, BRT_ROW_BEACON = 1 };
+
+typedef struct brt_step {
+    uint64_t job;
+    uint32_t index;        /* step number within the job, from 0 */
+    int32_t n_rows;        /* rows of the step (raw + beacon) */
+    int32_t n_raw;
+    int32_t ratio;         /* beacon: condensing ratio of the window (0 = keep raw) */
+    int32_t k;             /* beacon v1/append: beacon rows appended (-1: ratio 0 on a full window) */
+    int32_t keep;          /* beacon v1: raw slots kept after a full window (W - S) */
+    int32_t span;          /* beacon: raw tokens per beacon in the mask rule */
+    int32_t sink_take;     /* beacon v2: overwrite the sink with the first sink_take slots */
+    uint32_t flags;        /* brt_step_flags */
+    int32_t expect_sink, expect_mem, expect_raw; /* state sizes before the step (checked) */
+    uint32_t logits;       /* brt_logits_mode */
+    int32_t top_k;         /* alternatives per scored/sampled row (0..20) */
+    float temperature, top_p;
+    uint64_t seed;         /* sampling: the job's seed; the draw also mixes in `index` */
+    int32_t *tokens;       /* [n_rows] token ids (-1 for beacon rows) */
+    int32_t *pos;          /* [n_rows] RoPE position of each row in this step */
+    uint8_t *kind;         /* [n_rows] brt_row_kind */
+    int32_t *target;       /* [n_rows] next prompt token for SCORE rows, else -1 */
+    char error[200];       /* why the step failed (with BRT_STEP_FAILED) */
+} brt_step;
+
+/* A micro-batch: steps of distinct jobs, rows concatenated in step order. */
+typedef struct brt_microbatch {
+    uint64_t id;
+    int32_t pipeline;      /* data-parallel replica it runs on */
+    int32_t n_steps;
+    brt_step *steps;
+    int32_t n_rows;
+    int32_t n_release;
+    uint64_t *release;     /* jobs whose state every stage frees before running the steps */
+} brt_microbatch;
+
+/* What the last stage returns for one step. */
+typedef struct brt_tok_lp {
+    int32_t token;
+    float logprob;
+} brt_tok_lp;
+
+typedef struct brt_step_result {
+    uint64_t job;
+    uint32_t index;
+    int32_t failed;
+    char error[256];
+    /* SAMPLE: the next token */
+    int32_t sampled;
+    float sampled_logprob;
+    brt_tok_lp *sampled_top;  /* [top_k] */
+    /* SCORE: per raw row, the logprob of its target (NaN when none) and top-k */
+    int32_t n_scored;
+    float *target_logprob;    /* [n_scored] */
+    brt_tok_lp *scored_top;   /* [n_scored * top_k] */
+    int32_t top_k;
+    /* FULL: per raw row, the logits */
+    int32_t n_full, vocab;
+    float *full;              /* [n_full * vocab] */
+} brt_step_result;
+
+void brt_step_result_free(brt_step_result *r);
+
+#endif

@@ -1,0 +1,606 @@
+#include "sched/sched.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/u64map.h"
+
+#define ADMIT_SCAN 64 /* queued jobs looked at per admission round */
+
+typedef struct pipeline {
+    brt_job *active;        /* circular list of running jobs */
+    int32_t inflight;
+    int64_t *used;          /* [n_stages] reserved bytes */
+    uint64_t *release;
+    int32_t n_release, cap_release;
+} pipeline;
+
+struct brt_sched {
+    brt_sched_opts o;
+    brt_model_config cfg;
+    const brt_policy_ops *pol;
+    brt_job **jobs;         /* every job, submission order */
+    int64_t n_jobs, cap_jobs, next_queued, n_finished;
+    brt_u64map by_id;
+    brt_u64map inflight;    /* micro-batch id -> brt_microbatch */
+    pipeline *pipes;
+    uint64_t next_job_id, next_mb_id;
+    int64_t tokens_planned, tokens_total;
+    int32_t max_step_rows;
+};
+
+static void job_fail(brt_sched *s, brt_job *j, brt_status st, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+brt_status brt_sched_create(const brt_sched_opts *o, brt_sched **out, brt_err *err)
+{
+    brt_sched *s = calloc(1, sizeof *s);
+    if (!s)
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    s->o = *o;
+    s->cfg = *o->cfg;
+    s->o.cfg = &s->cfg;
+    s->pol = brt_policy_ops_for(s->cfg.policy);
+    s->pipes = calloc((size_t)o->n_pipelines, sizeof *s->pipes);
+    if (!s->pipes) {
+        free(s);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    }
+    for (int32_t p = 0; p < o->n_pipelines; p++)
+        s->pipes[p].used = calloc((size_t)o->n_stages, sizeof(int64_t));
+    brt_u64map_init(&s->by_id);
+    brt_u64map_init(&s->inflight);
+    s->next_job_id = 1;
+    s->next_mb_id = 1;
+    s->max_step_rows = s->pol->max_step_rows(&s->cfg, o->prefill_chunk);
+    if (s->max_step_rows > o->max_rows) {
+        brt_status st = brt_errf(err, BRT_ERR_INVALID,
+                                 "a %s step can hold %d rows but micro-batches are limited to %d (raise --max-rows)",
+                                 brt_policy_name(s->cfg.policy), s->max_step_rows, o->max_rows);
+        brt_sched_destroy(s);
+        return st;
+    }
+    *out = s;
+    return BRT_OK;
+}
+
+static void job_free(brt_job *j)
+{
+    if (!j)
+        return;
+    free(j->name);
+    free(j->tokens);
+    for (int i = 0; i < j->n_stop; i++)
+        free(j->stop[i]);
+    free(j->stop);
+    free(j->gen_logprob);
+    free(j->gen_top);
+    free(j->prompt_logprob);
+    free(j->prompt_top);
+    free(j->full);
+    free(j->reserved);
+    free(j);
+}
+
+void brt_sched_free_job(brt_sched *s, brt_job *job)
+{
+    for (int64_t i = 0; i < s->n_jobs; i++)
+        if (s->jobs[i] == job) {
+            s->jobs[i] = NULL;
+            break;
+        }
+    brt_u64map_del(&s->by_id, job->id);
+    job_free(job);
+}
+
+void brt_sched_destroy(brt_sched *s)
+{
+    if (!s)
+        return;
+    for (int64_t i = 0; i < s->n_jobs; i++)
+        job_free(s->jobs[i]);
+    free(s->jobs);
+    size_t it = 0;
+    void *v;
+    while (brt_u64map_next(&s->inflight, &it, NULL, &v)) {
+        brt_microbatch *mb = v;
+        for (int32_t i = 0; i < mb->n_steps; i++)
+            brt_step_free_arrays(&mb->steps[i]);
+        free(mb->steps);
+        free(mb->release);
+        free(mb);
+    }
+    brt_u64map_free(&s->inflight);
+    brt_u64map_free(&s->by_id);
+    for (int32_t p = 0; p < s->o.n_pipelines; p++) {
+        free(s->pipes[p].used);
+        free(s->pipes[p].release);
+    }
+    free(s->pipes);
+    free(s);
+}
+
+static void active_add(pipeline *p, brt_job *j)
+{
+    if (!p->active) {
+        j->next_active = j->prev_active = j;
+        p->active = j;
+        return;
+    }
+    j->next_active = p->active;
+    j->prev_active = p->active->prev_active;
+    p->active->prev_active->next_active = j;
+    p->active->prev_active = j;
+}
+
+static void active_remove(pipeline *p, brt_job *j)
+{
+    if (!j->next_active)
+        return;
+    if (j->next_active == j)
+        p->active = NULL;
+    else {
+        j->prev_active->next_active = j->next_active;
+        j->next_active->prev_active = j->prev_active;
+        if (p->active == j)
+            p->active = j->next_active;
+    }
+    j->next_active = j->prev_active = NULL;
+}
+
+static void queue_release(pipeline *p, uint64_t id)
+{
+    if (p->n_release == p->cap_release) {
+        int32_t cap = p->cap_release ? p->cap_release * 2 : 16;
+        uint64_t *nr = realloc(p->release, (size_t)cap * sizeof *nr);
+        if (!nr)
+            return; /* the state stays until the stage exits: a leak of memory, not of results */
+        p->release = nr;
+        p->cap_release = cap;
+    }
+    p->release[p->n_release++] = id;
+}
+
+/* A job ends: give its memory back, tell the stages, report it. */
+static void job_finish(brt_sched *s, brt_job *j)
+{
+    if (j->status == BRT_JOB_DONE || (j->status == BRT_JOB_FAILED && j->t_done > 0))
+        return;
+    if (j->status != BRT_JOB_FAILED)
+        j->status = BRT_JOB_DONE;
+    j->t_done = brt_now();
+    if (j->pipeline >= 0) {
+        pipeline *p = &s->pipes[j->pipeline];
+        active_remove(p, j);
+        for (int32_t st = 0; st < s->o.n_stages; st++)
+            p->used[st] -= j->reserved ? j->reserved[st] : 0;
+        if (j->reserved)
+            memset(j->reserved, 0, (size_t)s->o.n_stages * sizeof(int64_t));
+        if (j->plan.next_index > 0)
+            queue_release(p, j->id);
+    }
+    s->n_finished++;
+    if (s->o.on_done)
+        s->o.on_done(s->o.on_done_ctx, j);
+}
+
+static void job_fail(brt_sched *s, brt_job *j, brt_status st, const char *fmt, ...)
+{
+    if (j->status == BRT_JOB_FAILED || j->status == BRT_JOB_DONE)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->error, sizeof j->error, fmt, ap);
+    va_end(ap);
+    j->err_status = st;
+    j->status = BRT_JOB_FAILED;
+    job_finish(s, j);
+}
+
+static brt_status job_reserve_bytes(brt_sched *s, brt_job *j, brt_err *err)
+{
+    brt_state_need need;
+    BRT_TRY(brt_plan_state_need(&s->cfg, j->prompt_len, j->max_new, s->o.prefill_chunk, &need, err));
+    for (int32_t st = 0; st < s->o.n_stages; st++)
+        j->reserved[st] = brt_plan_job_bytes(&s->cfg, &need, s->o.stage_layers[st], s->o.stage_layers[st + 1],
+                                             s->o.block_bytes);
+    return BRT_OK;
+}
+
+brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out, brt_err *err)
+{
+    brt_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    j->id = s->next_job_id++;
+    j->name = strdup(sp->name ? sp->name : "job");
+    j->user = sp->user;
+    j->pipeline = -1;
+    j->max_new = sp->max_new;
+    j->temperature = sp->temperature;
+    j->top_p = sp->top_p;
+    j->seed = sp->seed;
+    j->logprobs = sp->logprobs;
+    j->echo = sp->echo;
+    j->full_logits = sp->full_logits;
+    j->ignore_eos = sp->ignore_eos;
+    j->text_cut = -1;
+    j->prompt_len = sp->prompt_len;
+    j->cap_tokens = sp->prompt_len + (sp->max_new > 0 ? sp->max_new : 0) + 1;
+    j->tokens = malloc((size_t)j->cap_tokens * sizeof *j->tokens);
+    j->reserved = calloc((size_t)s->o.n_stages, sizeof *j->reserved);
+    if (sp->n_stop > 0) {
+        j->stop = calloc((size_t)sp->n_stop, sizeof *j->stop);
+        j->n_stop = sp->n_stop;
+        for (int i = 0; j->stop && i < sp->n_stop; i++)
+            j->stop[i] = strdup(sp->stop[i]);
+    }
+    if (s->n_jobs == s->cap_jobs) {
+        int64_t cap = s->cap_jobs ? s->cap_jobs * 2 : 64;
+        brt_job **nj = realloc(s->jobs, (size_t)cap * sizeof *nj);
+        if (nj) {
+            s->jobs = nj;
+            s->cap_jobs = cap;
+        }
+    }
+    if (!j->name || !j->tokens || !j->reserved || (sp->n_stop && !j->stop) || s->n_jobs == s->cap_jobs ||
+        brt_u64map_put(&s->by_id, j->id, j) != 0) {
+        job_free(j);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    }
+    s->jobs[s->n_jobs++] = j;
+    *out = j;
+    if (sp->prompt_len > 0)
+        memcpy(j->tokens, sp->prompt, (size_t)sp->prompt_len * sizeof *j->tokens);
+    j->n_tokens = sp->prompt_len;
+    s->tokens_total += sp->prompt_len + (sp->max_new > 0 ? sp->max_new : 0);
+    /* validate: a bad job fails alone */
+    if (sp->prompt_len <= 0) {
+        job_fail(s, j, BRT_ERR_INVALID, "the prompt is empty");
+        return BRT_OK;
+    }
+    for (int64_t i = 0; i < sp->prompt_len; i++)
+        if (sp->prompt[i] < 0 || sp->prompt[i] >= s->cfg.vocab_size) {
+            job_fail(s, j, BRT_ERR_RANGE, "token id %d at position %lld is out of the vocabulary [0, %d)",
+                     sp->prompt[i], (long long)i, s->cfg.vocab_size);
+            return BRT_OK;
+        }
+    if (sp->max_new < 0 || sp->logprobs > 20 || sp->temperature < 0 || !(sp->top_p > 0 && sp->top_p <= 1)) {
+        job_fail(s, j, BRT_ERR_INVALID, "bad sampling parameters");
+        return BRT_OK;
+    }
+    if (sp->n_stop && !s->o.tok) {
+        job_fail(s, j, BRT_ERR_INVALID, "stop strings need a tokenizer");
+        return BRT_OK;
+    }
+    j->gen_logprob = calloc((size_t)(j->max_new > 0 ? j->max_new : 1), sizeof(float));
+    int32_t k = j->logprobs > 0 ? j->logprobs : 0;
+    if (k)
+        j->gen_top = calloc((size_t)(j->max_new > 0 ? j->max_new : 1) * (size_t)k, sizeof(brt_tok_lp));
+    if (j->echo && j->logprobs >= 0) {
+        j->prompt_logprob = malloc((size_t)j->prompt_len * sizeof(float));
+        if (k)
+            j->prompt_top = calloc((size_t)j->prompt_len * (size_t)k, sizeof(brt_tok_lp));
+        for (int64_t i = 0; j->prompt_logprob && i < j->prompt_len; i++)
+            j->prompt_logprob[i] = NAN;
+    }
+    if (j->full_logits) {
+        j->full = malloc((size_t)j->prompt_len * (size_t)s->cfg.vocab_size * sizeof(float));
+        if (!j->full) {
+            job_fail(s, j, BRT_ERR_NOMEM, "no memory for %lld x %d logits", (long long)j->prompt_len,
+                     s->cfg.vocab_size);
+            return BRT_OK;
+        }
+    }
+    brt_plan_init(&j->plan, &s->cfg);
+    brt_err e;
+    if (job_reserve_bytes(s, j, &e) != BRT_OK) {
+        job_fail(s, j, e.status, "%s", e.msg);
+        return BRT_OK;
+    }
+    for (int32_t st = 0; st < s->o.n_stages; st++)
+        if (j->reserved[st] > s->o.stage_budget) {
+            job_fail(s, j, BRT_ERR_CAPACITY,
+                     "needs %.1f MiB of %s state on pipeline stage %d (layers %d-%d) for %lld prompt + %d new "
+                     "tokens; the stage's budget is %.1f MiB",
+                     j->reserved[st] / 1048576.0, brt_policy_name(s->cfg.policy), st, s->o.stage_layers[st],
+                     s->o.stage_layers[st + 1] - 1, (long long)j->prompt_len, j->max_new,
+                     s->o.stage_budget / 1048576.0);
+            return BRT_OK;
+        }
+    return BRT_OK;
+}
+
+static int fits(brt_sched *s, pipeline *p, brt_job *j)
+{
+    for (int32_t st = 0; st < s->o.n_stages; st++)
+        if (p->used[st] + j->reserved[st] > s->o.stage_budget)
+            return 0;
+    return 1;
+}
+
+static void admit(brt_sched *s, int32_t pi)
+{
+    pipeline *p = &s->pipes[pi];
+    int scanned = 0;
+    for (int64_t i = s->next_queued; i < s->n_jobs && scanned < ADMIT_SCAN; i++) {
+        brt_job *j = s->jobs[i];
+        if (!j || j->status != BRT_JOB_QUEUED) {
+            if (i == s->next_queued)
+                s->next_queued++;
+            continue;
+        }
+        scanned++;
+        if (!fits(s, p, j))
+            continue;
+        for (int32_t st = 0; st < s->o.n_stages; st++)
+            p->used[st] += j->reserved[st];
+        j->status = BRT_JOB_RUNNING;
+        j->pipeline = pi;
+        j->t_admit = brt_now();
+        active_add(p, j);
+        if (i == s->next_queued)
+            s->next_queued++;
+    }
+}
+
+/* Plan a job's next step into *st if it fits in `room` rows; 1 = planned. */
+static int plan_job(brt_sched *s, brt_job *j, int32_t room, brt_step *st)
+{
+    brt_plan saved = j->plan;
+    memset(st, 0, sizeof *st);
+    brt_err e;
+    int64_t fed0 = j->plan.fed;
+    int r = s->pol->plan_next(&j->plan, &s->cfg, j->tokens, j->n_tokens, s->o.prefill_chunk, st, &e);
+    if (r < 0) {
+        j->plan = saved;
+        job_fail(s, j, e.status, "%s", e.msg);
+        return 0;
+    }
+    if (r == 0)
+        return 0;
+    if (st->n_rows > room) {
+        brt_step_free_arrays(st);
+        j->plan = saved;
+        return 0;
+    }
+    st->job = j->id;
+    /* what the last stage computes for this step */
+    if (j->plan.fed == j->n_tokens && j->n_gen < j->max_new)
+        st->logits |= BRT_LOGITS_SAMPLE;
+    if (fed0 < j->prompt_len && j->prompt_logprob)
+        st->logits |= BRT_LOGITS_SCORE;
+    if (fed0 < j->prompt_len && j->full)
+        st->logits |= BRT_LOGITS_FULL;
+    st->top_k = j->logprobs > 0 ? j->logprobs : 0;
+    st->temperature = j->temperature;
+    st->top_p = j->top_p;
+    st->seed = j->seed;
+    if (st->logits & BRT_LOGITS_SCORE) {
+        int64_t idx = fed0;
+        for (int32_t q = 0; q < st->n_rows; q++)
+            if (st->kind[q] == BRT_ROW_RAW) {
+                st->target[q] = idx + 1 < j->prompt_len ? j->tokens[idx + 1] : -1;
+                idx++;
+            }
+    }
+    s->tokens_planned += st->n_raw;
+    if (j->t_first == 0)
+        j->t_first = brt_now();
+    return 1;
+}
+
+int brt_sched_next(brt_sched *s, int32_t pi, brt_microbatch **out)
+{
+    pipeline *p = &s->pipes[pi];
+    *out = NULL;
+    if (p->inflight >= s->o.max_inflight)
+        return 0;
+    admit(s, pi);
+    brt_microbatch *mb = calloc(1, sizeof *mb);
+    if (!mb)
+        return 0;
+    int32_t cap = 16;
+    mb->steps = calloc((size_t)cap, sizeof *mb->steps);
+    if (!mb->steps) {
+        free(mb);
+        return 0;
+    }
+    /* two passes over the running jobs: decode steps first, then prefill windows */
+    for (int pass = 0; pass < 2 && p->active; pass++) {
+        brt_job *start = p->active, *j = start;
+        do {
+            brt_job *next = j->next_active;
+            int decode = j->plan.fed >= j->prompt_len;
+            if (decode == (pass == 0) && j->plan.fed < j->n_tokens && mb->n_rows < s->o.max_rows) {
+                int dup = 0;
+                for (int32_t i = 0; i < mb->n_steps; i++)
+                    dup |= mb->steps[i].job == j->id;
+                if (!dup) {
+                    if (mb->n_steps == cap) {
+                        brt_step *ns = realloc(mb->steps, (size_t)cap * 2 * sizeof *ns);
+                        if (!ns)
+                            break;
+                        mb->steps = ns;
+                        cap *= 2;
+                    }
+                    brt_step *st = &mb->steps[mb->n_steps];
+                    if (plan_job(s, j, s->o.max_rows - mb->n_rows, st)) {
+                        mb->n_steps++;
+                        mb->n_rows += st->n_rows;
+                        j->inflight++;
+                    }
+                }
+            }
+            j = next;
+        } while (p->active && j != p->active && j != start);
+        if (p->active) /* rotate so that the next micro-batch starts with another job */
+            p->active = p->active->next_active;
+    }
+    if (p->n_release) {
+        mb->release = p->release;
+        mb->n_release = p->n_release;
+        p->release = NULL;
+        p->n_release = p->cap_release = 0;
+    }
+    if (mb->n_steps == 0 && mb->n_release == 0) {
+        free(mb->steps);
+        free(mb);
+        return 0;
+    }
+    mb->id = s->next_mb_id++;
+    mb->pipeline = pi;
+    brt_u64map_put(&s->inflight, mb->id, mb);
+    p->inflight++;
+    *out = mb;
+    return 1;
+}
+
+int brt_sched_pending_release(brt_sched *s, int32_t pi, brt_microbatch **out)
+{
+    pipeline *p = &s->pipes[pi];
+    *out = NULL;
+    if (!p->n_release)
+        return 0;
+    brt_microbatch *mb = calloc(1, sizeof *mb);
+    if (!mb)
+        return 0;
+    mb->release = p->release;
+    mb->n_release = p->n_release;
+    p->release = NULL;
+    p->n_release = p->cap_release = 0;
+    mb->id = s->next_mb_id++;
+    mb->pipeline = pi;
+    brt_u64map_put(&s->inflight, mb->id, mb);
+    p->inflight++;
+    *out = mb;
+    return 1;
+}
+
+/* Did the generated text hit a stop string? Sets the cut. */
+static int check_stop(brt_sched *s, brt_job *j)
+{
+    if (!j->n_stop)
+        return 0;
+    size_t cap = (size_t)j->n_gen * 32 + 64, len = 0;
+    char *text = malloc(cap);
+    if (!text)
+        return 0;
+    for (int32_t i = 0; i < j->n_gen; i++) {
+        char buf[64];
+        size_t n = brt_tokenizer_token_bytes(s->o.tok, j->tokens[j->prompt_len + i], buf, sizeof buf);
+        if (len + n + 1 > cap) {
+            char *nt = realloc(text, cap * 2 + n);
+            if (!nt)
+                break;
+            text = nt;
+            cap = cap * 2 + n;
+        }
+        memcpy(text + len, buf, n);
+        len += n;
+    }
+    text[len] = '\0';
+    int hit = 0;
+    for (int i = 0; i < j->n_stop; i++) {
+        char *f = j->stop[i][0] ? strstr(text, j->stop[i]) : NULL;
+        if (f && (!hit || f - text < j->text_cut)) {
+            j->text_cut = f - text;
+            hit = 1;
+        }
+    }
+    free(text);
+    return hit;
+}
+
+brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res, int32_t n, brt_err *err)
+{
+    brt_microbatch *mb = brt_u64map_del(&s->inflight, mb_id);
+    if (!mb)
+        return brt_errf(err, BRT_ERR_INTERNAL, "results for unknown micro-batch %llu", (unsigned long long)mb_id);
+    if (n != mb->n_steps) {
+        brt_errf(err, BRT_ERR_INTERNAL, "micro-batch %llu: %d results for %d steps", (unsigned long long)mb_id, n,
+                 mb->n_steps);
+        return BRT_ERR_INTERNAL;
+    }
+    const int32_t pi = mb->pipeline;
+    for (int32_t i = 0; i < n; i++) {
+        brt_step *st = &mb->steps[i];
+        brt_step_result *r = &res[i];
+        brt_job *j = brt_u64map_get(&s->by_id, st->job);
+        if (!j)
+            continue;
+        j->inflight--;
+        if (j->status != BRT_JOB_RUNNING)
+            continue;
+        if (r->job != st->job || r->index != st->index) {
+            job_fail(s, j, BRT_ERR_INTERNAL, "result for the wrong step");
+            continue;
+        }
+        if (r->failed) {
+            job_fail(s, j, BRT_ERR_INTERNAL, "%s", r->error);
+            continue;
+        }
+        const int32_t k = j->logprobs > 0 ? j->logprobs : 0;
+        if (r->n_scored && j->prompt_logprob) {
+            int64_t pos0 = j->scored;
+            for (int32_t q = 0; q < r->n_scored; q++) {
+                int64_t t = pos0 + q + 1; /* row q predicts token pos0 + q + 1 */
+                if (t < j->prompt_len) {
+                    j->prompt_logprob[t] = r->target_logprob[q];
+                    if (k && j->prompt_top)
+                        memcpy(j->prompt_top + t * k, r->scored_top + (int64_t)q * k, (size_t)k * sizeof(brt_tok_lp));
+                }
+            }
+        }
+        if (r->n_full && j->full) {
+            int64_t rows = r->n_full;
+            if (j->full_rows + rows > j->prompt_len)
+                rows = j->prompt_len - j->full_rows;
+            memcpy(j->full + j->full_rows * s->cfg.vocab_size, r->full, (size_t)rows * s->cfg.vocab_size * sizeof(float));
+            j->full_rows += rows;
+        }
+        if (st->logits & (BRT_LOGITS_SCORE | BRT_LOGITS_FULL))
+            j->scored += st->n_raw;
+        if (st->logits & BRT_LOGITS_SAMPLE) {
+            int32_t tok = r->sampled;
+            if (tok < 0 || tok >= s->cfg.vocab_size) {
+                job_fail(s, j, BRT_ERR_INTERNAL, "sampled token %d out of range", tok);
+                continue;
+            }
+            j->gen_logprob[j->n_gen] = r->sampled_logprob;
+            if (k && j->gen_top && r->sampled_top)
+                memcpy(j->gen_top + (int64_t)j->n_gen * k, r->sampled_top, (size_t)k * sizeof(brt_tok_lp));
+            j->tokens[j->n_tokens++] = tok;
+            j->n_gen++;
+            if (tok == s->cfg.eos_id && !j->ignore_eos)
+                j->finish_reason = "stop";
+            else if (check_stop(s, j))
+                j->finish_reason = "stop";
+            else if (j->n_gen >= j->max_new)
+                j->finish_reason = "length";
+        }
+        /* done: nothing in flight and nothing left to plan or generate */
+        int more_gen = !j->finish_reason && j->n_gen < j->max_new;
+        if (j->inflight == 0 && !more_gen && j->plan.fed >= j->prompt_len) {
+            if (!j->finish_reason)
+                j->finish_reason = "length";
+            job_finish(s, j);
+        }
+    }
+    for (int32_t i = 0; i < mb->n_steps; i++)
+        brt_step_free_arrays(&mb->steps[i]);
+    free(mb->steps);
+    free(mb->release);
+    free(mb);
+    s->pipes[pi].inflight--;
+    return BRT_OK;
+}
+
+int64_t brt_sched_jobs_total(const brt_sched *s) { return s->n_jobs; }
+int64_t brt_sched_jobs_finished(const brt_sched *s) { return s->n_finished; }
+int brt_sched_idle(const brt_sched *s) { return s->n_finished == s->n_jobs; }
+int32_t brt_sched_inflight(const brt_sched *s, int32_t pi) { return s->pipes[pi].inflight; }
+int64_t brt_sched_tokens_processed(const brt_sched *s) { return s->tokens_planned; }
+int64_t brt_sched_tokens_total(const brt_sched *s) { return s->tokens_total; }

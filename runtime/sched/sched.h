@@ -1,0 +1,117 @@
+/* The coordinator's scheduler: jobs, admission, micro-batch packing, results. It knows nothing
+ * of transport: a driver asks it for the next micro-batch of a pipeline, delivers that
+ * micro-batch to the pipeline's first stage (in-process or over MPI) and hands back the last
+ * stage's results.
+ *
+ * Admission is exact: a job's worst-case state on every stage is computed from its length
+ * (running the planner over prompt + max_tokens), and the job starts only when every stage of
+ * a pipeline has that room; a job that can never fit is failed with the bytes it needs.
+ * Packing: decode steps first (they are latency bound), then prefill windows, one step per job
+ * per micro-batch; a job's next prefill window is planned as soon as the previous one has left
+ * (wavefront), decode steps wait for their token. */
+#ifndef BRT_SCHED_H
+#define BRT_SCHED_H
+
+#include <stdint.h>
+
+#include "engine/policy.h"
+#include "engine/step.h"
+#include "model/config.h"
+#include "model/tokenizer.h"
+
+typedef struct brt_sched brt_sched;
+
+typedef struct brt_job_spec {
+    const char *name;          /* custom_id, for messages */
+    const int32_t *prompt;     /* copied */
+    int64_t prompt_len;
+    int32_t max_new;           /* tokens to generate (0 = score only) */
+    float temperature, top_p;
+    uint64_t seed;
+    int32_t logprobs;          /* -1: none; else top alternatives (0..20) per token */
+    int echo;                  /* score the prompt tokens too */
+    int full_logits;           /* keep every prompt row's logits (beaconrt logits) */
+    int ignore_eos;
+    const char *const *stop;   /* stop strings (needs a tokenizer) */
+    int n_stop;
+    void *user;                /* returned with the job */
+} brt_job_spec;
+
+typedef enum { BRT_JOB_QUEUED = 0, BRT_JOB_RUNNING, BRT_JOB_DONE, BRT_JOB_FAILED } brt_job_status;
+
+typedef struct brt_job {
+    uint64_t id;
+    char *name;
+    void *user;
+    brt_job_status status;
+    brt_status err_status;
+    char error[512];
+    int32_t pipeline;
+    /* stream: prompt then generated tokens */
+    int32_t *tokens;
+    int64_t n_tokens, cap_tokens, prompt_len;
+    int32_t max_new, n_gen;
+    float temperature, top_p;
+    uint64_t seed;
+    int32_t logprobs, echo, full_logits, ignore_eos;
+    char **stop;
+    int n_stop;
+    const char *finish_reason;  /* "length" | "stop" */
+    int64_t text_cut;           /* bytes of generated text to keep when a stop string matched (-1: all) */
+    /* outputs */
+    float *gen_logprob;         /* [max_new] */
+    brt_tok_lp *gen_top;        /* [max_new * k] */
+    float *prompt_logprob;      /* [prompt_len], [0] = NaN */
+    brt_tok_lp *prompt_top;     /* [prompt_len * k] */
+    float *full;                /* [prompt_len * vocab] */
+    int64_t full_rows;
+    /* scheduling */
+    brt_plan plan;
+    int32_t inflight;           /* steps sent, results not back */
+    int64_t scored;             /* prompt rows scored so far */
+    int64_t *reserved;          /* [n_stages] bytes */
+    double t_admit, t_first, t_done;
+    struct brt_job *next_active, *prev_active;
+} brt_job;
+
+typedef void (*brt_job_done_fn)(void *ctx, brt_job *job);
+
+typedef struct brt_sched_opts {
+    const brt_model_config *cfg;
+    const brt_tokenizer *tok;   /* for stop strings; may be NULL */
+    int32_t n_pipelines, n_stages;
+    const int32_t *stage_layers;/* [n_stages + 1] boundaries */
+    int64_t stage_budget;       /* KV bytes per stage */
+    int32_t block_bytes;
+    int32_t max_rows;           /* rows per micro-batch */
+    int32_t max_inflight;       /* micro-batches in flight per pipeline */
+    int32_t prefill_chunk;      /* rows per prefill step of the full policy */
+    brt_job_done_fn on_done;
+    void *on_done_ctx;
+} brt_sched_opts;
+
+brt_status brt_sched_create(const brt_sched_opts *o, brt_sched **out, brt_err *err);
+void brt_sched_destroy(brt_sched *s);
+
+/* Add a job. Bad parameters or a job that can never fit fail it at once (on_done is called
+ * with status FAILED); only allocation failures fail the call. */
+brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *spec, brt_job **out, brt_err *err);
+
+/* The next micro-batch for a pipeline (0 = nothing to send now). The micro-batch stays owned by
+ * the scheduler until its results come back (or brt_sched_abandon). */
+int brt_sched_next(brt_sched *s, int32_t pipeline, brt_microbatch **mb);
+/* Results of a micro-batch from the pipeline's last stage (one per step, in step order). */
+brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res, int32_t n, brt_err *err);
+/* Jobs finished on a pipeline whose state the stages still hold and that no micro-batch will
+ * release: the driver sends them in a release-only micro-batch before shutting down. */
+int brt_sched_pending_release(brt_sched *s, int32_t pipeline, brt_microbatch **mb);
+
+int64_t brt_sched_jobs_total(const brt_sched *s);
+int64_t brt_sched_jobs_finished(const brt_sched *s);
+int brt_sched_idle(const brt_sched *s);        /* all submitted jobs finished */
+int32_t brt_sched_inflight(const brt_sched *s, int32_t pipeline);
+int64_t brt_sched_tokens_processed(const brt_sched *s); /* raw token rows planned */
+int64_t brt_sched_tokens_total(const brt_sched *s);     /* prompt + max_new of all jobs */
+void brt_sched_free_job(brt_sched *s, brt_job *job);    /* after on_done, when done with it */
+
+#endif
