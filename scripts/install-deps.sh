@@ -5,7 +5,8 @@ set -eu
 PKGS="build-essential cmake pkg-config git ca-certificates
       libjansson-dev libcmocka-dev
       libprotobuf-c-dev protobuf-c-compiler
-      openmpi-bin libopenmpi-dev"
+      openmpi-bin libopenmpi-dev
+      python3 python3-numpy"
 # extra packages for the Slurm tests (tests/dist): pass --slurm
 if [ "${1:-}" = "--slurm" ]; then
     PKGS="$PKGS slurmctld slurmd slurm-client munge procps iproute2"

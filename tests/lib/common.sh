@@ -8,6 +8,8 @@ set -eu
 GOLDEN="$BRT_SOURCE_DIR/tests/data/golden"
 MODELS="$BRT_SOURCE_DIR/models"
 CHECK="$BRT_TOOLS_DIR/brt_check"
+# Debian's python3 (with python3-numpy from install-deps.sh), not whatever is first on PATH
+PYTHON="${BRT_PYTHON:-/usr/bin/python3}"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/brt-test.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
