@@ -21,7 +21,11 @@ typedef struct cli_common {
     json_t *overrides;        /* config keys set by flags */
     brt_node_opts node;
     double kv_budget_mb;
+    int32_t ranks;            /* preset parallel.ranks (plan, submit) */
+    char *preset_model;
+    char *model_config;       /* preset: config.json to plan with when the model folder is absent */
     int quiet;
+    brt_transport *tr;        /* MPI when launched by mpirun/srun, else NULL */
 } cli_common;
 
 #define CLI_COMMON_OPTIONS                                              \

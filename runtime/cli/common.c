@@ -14,7 +14,12 @@ void cli_common_init(cli_common *c)
     c->node.progress = 1;
 }
 
-void cli_common_free(cli_common *c) { json_decref(c->overrides); }
+void cli_common_free(cli_common *c)
+{
+    json_decref(c->overrides);
+    free(c->preset_model);
+    free(c->model_config);
+}
 
 static json_t *int_list(const char *arg)
 {
@@ -116,7 +121,7 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
         double mb = strtod(arg, &end);
         if (*end || !(mb > 0))
             return -1;
-        c->node.kv_budget = (int64_t)(mb * 1048576.0);
+        c->kv_budget_mb = mb;
         return 1;
     }
     case 1015:
@@ -157,8 +162,106 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
     return 0;
 }
 
+/* A deployment preset (a JSON file in configs/): model, long-context knobs, parallelism, resources,
+ * Slurm settings. Flags given on the command line win over the preset. */
+static int apply_preset(cli_common *c, const char *cmd)
+{
+    json_error_t je;
+    json_t *p = json_load_file(c->config_path, 0, &je);
+    if (!p) {
+        fprintf(stderr, "beaconrt %s: %s: line %d: %s\n", cmd, c->config_path, je.line, je.text);
+        return -1;
+    }
+    static const char *const top[] = {"description", "model", "model_config", "policy", "parallel", "resources",
+                                      "slurm", NULL};
+    const char *key;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach(p, key, v)
+    {
+        int ok = 0;
+        for (const char *const *t = top; *t; t++)
+            ok |= !strcmp(key, *t);
+        if (!ok) {
+            fprintf(stderr, "beaconrt %s: %s: unknown key \"%s\" (known: description, model, model_config, policy, "
+                            "parallel, resources, slurm)\n",
+                    cmd, c->config_path, key);
+            rc = -1;
+            goto out;
+        }
+    }
+    json_t *mc = json_object_get(p, "model_config");
+    if (json_is_string(mc))
+        c->model_config = strdup(json_string_value(mc));
+    json_t *m = json_object_get(p, "model");
+    if (!c->model && json_is_string(m)) {
+        c->preset_model = strdup(json_string_value(m));
+        c->model = c->preset_model;
+    }
+    json_t *pol = json_object_get(p, "policy");
+    if (pol) { /* config.json keys; a flag already set wins */
+        if (!json_is_object(pol)) {
+            fprintf(stderr, "beaconrt %s: %s: \"policy\" must be an object of config.json keys\n", cmd, c->config_path);
+            rc = -1;
+            goto out;
+        }
+        json_object_foreach(pol, key, v) if (!json_object_get(c->overrides, key))
+            json_object_set(c->overrides, key, v);
+    }
+    struct {
+        const char *sect, *key;
+        int kind; /* 0 int32, 1 double */
+        void *dst;
+    } fields[] = {
+        {"parallel", "pp", 0, &c->node.pp},
+        {"parallel", "dp", 0, &c->node.dp},
+        {"parallel", "ranks", 0, &c->ranks},
+        {"resources", "threads", 0, &c->node.threads},
+        {"resources", "kv_budget_mb", 1, &c->kv_budget_mb},
+        {"resources", "max_rows", 0, &c->node.max_rows},
+        {"resources", "max_inflight", 0, &c->node.max_inflight},
+        {"resources", "prefill_chunk", 0, &c->node.prefill_chunk},
+        {"resources", "timeout", 1, &c->node.timeout},
+    };
+    for (const char *sect = "parallel"; sect; sect = !strcmp(sect, "parallel") ? "resources" : NULL) {
+        json_t *o = json_object_get(p, sect);
+        if (!o)
+            continue;
+        json_object_foreach(o, key, v)
+        {
+            int known = 0;
+            for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+                if (strcmp(fields[i].sect, sect) || strcmp(fields[i].key, key))
+                    continue;
+                known = 1;
+                if (!json_is_number(v) || json_number_value(v) < 0) {
+                    fprintf(stderr, "beaconrt %s: %s: %s.%s must be a number >= 0\n", cmd, c->config_path, sect, key);
+                    rc = -1;
+                    goto out;
+                }
+                if (fields[i].kind == 0 && *(int32_t *)fields[i].dst == 0)
+                    *(int32_t *)fields[i].dst = (int32_t)json_number_value(v);
+                if (fields[i].kind == 1 && *(double *)fields[i].dst == 0)
+                    *(double *)fields[i].dst = json_number_value(v);
+            }
+            if (!known) {
+                fprintf(stderr, "beaconrt %s: %s: unknown key %s.%s\n", cmd, c->config_path, sect, key);
+                rc = -1;
+                goto out;
+            }
+        }
+    }
+out:
+    json_decref(p);
+    return rc;
+}
+
 int cli_common_finish(cli_common *c, const char *cmd)
 {
+    if (c->config_path && apply_preset(c, cmd) != 0)
+        return -1;
+    if (c->kv_budget_mb > 0 && c->node.kv_budget == 0)
+        c->node.kv_budget = (int64_t)(c->kv_budget_mb * 1048576.0);
     if (!c->model) {
         fprintf(stderr, "beaconrt %s: --model DIR is required (see beaconrt %s --help)\n", cmd, cmd);
         return -1;

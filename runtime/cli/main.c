@@ -2,7 +2,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "cli.h"
+
+/* the MPI transport when an MPI launcher started this process (NULL otherwise) */
+brt_transport *g_cli_tr = NULL;
 
 static const char *const k_usage =
     "usage: beaconrt <command> [options]   (beaconrt <command> --help for each)\n"
@@ -10,7 +14,9 @@ static const char *const k_usage =
     "commands:\n"
     "  generate   continue one prompt (text, file or token ids)\n"
     "  logits     logits at every position of one input (the numerical contract)\n"
+    "  run        batch jobs (OpenAI Batch JSONL in and out, journal/resume), under mpirun/srun\n"
     "  inspect    model facts: architecture, parameters, memory for a document length\n"
+    "  plan       per-stage layers, memory and how many long jobs a deployment holds\n"
     "  version    print the version\n";
 
 int main(int argc, char **argv)
@@ -20,12 +26,30 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "generate"))
-        return cmd_generate(argc - 1, argv + 1);
-    if (!strcmp(cmd, "logits"))
-        return cmd_logits(argc - 1, argv + 1);
+    int (*fn)(int, char **) = !strcmp(cmd, "generate") ? cmd_generate
+                              : !strcmp(cmd, "logits") ? cmd_logits
+                              : !strcmp(cmd, "run")    ? cmd_run
+                                                       : NULL;
+    if (fn) {
+        int help = 0;
+        for (int i = 2; i < argc; i++)
+            help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+        if (brt_mpi_launched() && !help) {
+            brt_err err;
+            if (brt_mpi_transport_create(&argc, &argv, &g_cli_tr, &err) != BRT_OK) {
+                fprintf(stderr, "beaconrt %s: error: %s\n", cmd, err.msg);
+                return 1;
+            }
+        }
+        int rc = fn(argc - 1, argv + 1);
+        if (g_cli_tr)
+            g_cli_tr->destroy(g_cli_tr);
+        return rc;
+    }
     if (!strcmp(cmd, "inspect"))
         return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plan"))
+        return cmd_plan(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("beaconrt %s\n", BRT_VERSION);
         return 0;

@@ -1,13 +1,121 @@
 #include "dist/node.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "base/log.h"
+#include "brt.pb-c.h"
+#include "dist/wire.h"
 #include "engine/policy.h"
+
+#define HEARTBEAT_SECONDS 5.0
+
+/* ---- what this rank is doing, for a clean message if the launcher kills it ------------- */
+
+static char g_status[256] = "starting";
+static int g_rank = 0;
+
+static void set_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void set_status(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_status, sizeof g_status, fmt, ap);
+    va_end(ap);
+}
+
+static void on_term(int sig)
+{
+    char line[400];
+    int n = snprintf(line, sizeof line, "beaconrt[rank %d]: stopped by signal %d while %s\n", g_rank, sig, g_status);
+    if (n > 0 && write(2, line, (size_t)n) < 0) { /* nothing to do */
+    }
+    _exit(128 + sig);
+}
+
+/* ---- traces ---------------------------------------------------------------------------- */
+
+typedef struct brt_trace_buf {
+    Brt__TraceEvent *ev;
+    size_t n, cap;
+} brt_trace_buf;
+
+static void trace_add(brt_node *n, const brt_microbatch *mb, double t0, double t1)
+{
+    if (!n->trace)
+        return;
+    brt_trace_buf *t = n->trace;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 256;
+        Brt__TraceEvent *ne = realloc(t->ev, cap * sizeof *ne);
+        if (!ne)
+            return;
+        t->ev = ne;
+        t->cap = cap;
+    }
+    Brt__TraceEvent *e = &t->ev[t->n++];
+    brt__trace_event__init(e);
+    e->mb_id = mb->id;
+    e->t_begin = t0;
+    e->t_end = t1;
+    e->rows = mb->n_rows;
+    e->n_jobs = e->n_steps = (size_t)mb->n_steps;
+    e->jobs = malloc((size_t)(mb->n_steps ? mb->n_steps : 1) * sizeof *e->jobs);
+    e->steps = malloc((size_t)(mb->n_steps ? mb->n_steps : 1) * sizeof *e->steps);
+    for (int32_t i = 0; e->jobs && e->steps && i < mb->n_steps; i++) {
+        e->jobs[i] = mb->steps[i].job;
+        e->steps[i] = mb->steps[i].index;
+    }
+}
+
+static long rss_peak_kb(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+}
+
+static void trace_fill(brt_node *n, Brt__Trace *tr)
+{
+    brt__trace__init(tr);
+    tr->version = BRT_WIRE_VERSION;
+    tr->rank = n->grid.rank;
+    tr->dp = n->grid.my_dp;
+    tr->pp = n->grid.my_pp;
+    int64_t mbs;
+    brt_stage_stats(n->stage, &tr->busy_seconds, &mbs);
+    tr->microbatches = mbs;
+    tr->kv_peak_bytes = brt_stage_kv_peak(n->stage);
+    tr->rss_peak_kb = rss_peak_kb();
+    tr->t_start = n->t_start;
+    tr->t_end = brt_now();
+    tr->weight_bytes = n->weight_bytes;
+    if (n->trace) {
+        tr->n_events = n->trace->n;
+        tr->events = malloc((n->trace->n ? n->trace->n : 1) * sizeof *tr->events);
+        for (size_t i = 0; tr->events && i < n->trace->n; i++)
+            tr->events[i] = &n->trace->ev[i];
+    }
+}
+
+static void trace_free(brt_node *n)
+{
+    if (!n->trace)
+        return;
+    for (size_t i = 0; i < n->trace->n; i++) {
+        free(n->trace->ev[i].jobs);
+        free(n->trace->ev[i].steps);
+    }
+    free(n->trace->ev);
+    free(n->trace);
+    n->trace = NULL;
+}
+
+/* ---- set-up -------------------------------------------------------------------------- */
 
 int32_t brt_node_block_bytes(const brt_model_config *cfg)
 {
@@ -26,6 +134,104 @@ int64_t brt_node_default_kv_budget(int32_t local_ranks, int64_t weight_bytes)
     return b < ((int64_t)256 << 20) ? ((int64_t)256 << 20) : b;
 }
 
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static uint64_t config_hash(const brt_node *n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    h = fnv(h, &n->model.cfg, sizeof n->model.cfg); /* zeroed before parsing: no stray padding */
+    h = fnv(h, n->grid.layers, sizeof(int32_t) * (size_t)(n->grid.pp + 1));
+    int32_t knobs[4] = {n->max_rows, n->prefill_chunk, n->block_bytes, n->grid.dp};
+    return fnv(h, knobs, sizeof knobs);
+}
+
+static brt_status send_pb(brt_node *n, int32_t dst, int32_t tag, const ProtobufCMessage *m, void *payload,
+                          size_t payload_len, brt_err *err)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    void *buf = malloc(len ? len : 1);
+    if (!buf) {
+        free(payload);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    }
+    protobuf_c_message_pack(m, buf);
+    return n->tr->send(n->tr, dst, tag, buf, len, payload, payload_len, err);
+}
+
+/* Every rank must agree on the model, the split and the knobs; rank 0 learns each stage's budget. */
+static brt_status handshake(brt_node *n, brt_err *err)
+{
+    const uint64_t h = config_hash(n);
+    const double timeout = n->o.timeout > 0 ? n->o.timeout : 600;
+    Brt__Hello me = BRT__HELLO__INIT;
+    me.version = BRT_WIRE_VERSION;
+    me.world = n->grid.world;
+    me.pp = n->grid.pp;
+    me.dp = n->grid.dp;
+    me.config_hash = h;
+    me.rank = n->grid.rank;
+    me.host = n->tr->host;
+    me.kv_budget = n->kv_budget;
+    me.pid = (int32_t)getpid();
+    n->kv_budget_min = n->kv_budget;
+    if (n->grid.rank == 0) {
+        for (int32_t r = 1; r < n->grid.world; r++)
+            BRT_TRY(send_pb(n, r, BRT_TAG_HELLO, &me.base, NULL, 0, err));
+        for (int32_t got_n = 1; got_n < n->grid.world;) {
+            brt_msg m;
+            int got;
+            BRT_TRY(n->tr->recv(n->tr, &m, timeout, &got, err));
+            if (!got)
+                return brt_errf(err, BRT_ERR_TIMEOUT, "rank 0: only %d of %d ranks answered the start-up handshake in %.0fs",
+                                got_n, n->grid.world, timeout);
+            Brt__Hello *hm = m.tag == BRT_TAG_HELLO ? brt__hello__unpack(NULL, m.hdr_len, m.hdr) : NULL;
+            brt_status st = BRT_OK;
+            if (!hm)
+                st = brt_errf(err, BRT_ERR_COMM, "rank %d answered the handshake with an unexpected message (tag %d)",
+                              m.src, m.tag);
+            else if (hm->version != BRT_WIRE_VERSION || hm->config_hash != h || hm->pp != n->grid.pp ||
+                     hm->dp != n->grid.dp)
+                st = brt_errf(err, BRT_ERR_COMM,
+                              "rank %d (%s, pid %d) runs a different model config, layer split or flags than rank 0 "
+                              "(all ranks must get the same model and options)",
+                              m.src, hm->host ? hm->host : "?", hm->pid);
+            else if (hm->kv_budget < n->kv_budget_min)
+                n->kv_budget_min = hm->kv_budget;
+            if (hm)
+                brt__hello__free_unpacked(hm, NULL);
+            free(m.buf);
+            BRT_TRY(st);
+            got_n++;
+        }
+        return BRT_OK;
+    }
+    brt_msg m;
+    int got;
+    BRT_TRY(n->tr->recv(n->tr, &m, timeout, &got, err));
+    if (!got)
+        return brt_errf(err, BRT_ERR_TIMEOUT, "rank %d: no start-up handshake from rank 0 in %.0fs", n->grid.rank, timeout);
+    Brt__Hello *hm = m.tag == BRT_TAG_HELLO ? brt__hello__unpack(NULL, m.hdr_len, m.hdr) : NULL;
+    brt_status st = BRT_OK;
+    if (!hm || hm->version != BRT_WIRE_VERSION || hm->config_hash != h)
+        st = brt_errf(err, BRT_ERR_COMM,
+                      "rank %d: rank 0 runs a different model config, layer split or flags (all ranks must get the "
+                      "same model and options)",
+                      n->grid.rank);
+    if (hm)
+        brt__hello__free_unpacked(hm, NULL);
+    free(m.buf);
+    BRT_TRY(st);
+    return send_pb(n, 0, BRT_TAG_HELLO, &me.base, NULL, 0, err);
+}
+
 brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **out, brt_err *err)
 {
     *out = NULL;
@@ -34,7 +240,11 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
     n->o = *o;
     n->tr = tr;
-    brt_status st = brt_model_open(o->model_dir, o->overrides, o->need_tokenizer, &n->model, err);
+    n->t_start = brt_now();
+    g_rank = tr ? tr->rank : 0;
+    brt_log_set_rank(g_rank, tr ? tr->world : 1);
+    set_status("loading %s", o->model_dir);
+    brt_status st = brt_model_open(o->model_dir, o->overrides, o->need_tokenizer && g_rank == 0, &n->model, err);
     if (st != BRT_OK) {
         free(n);
         return st;
@@ -44,6 +254,10 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
     st = brt_grid_init(&n->grid, world, rank, o->pp, o->dp, cfg, err);
     if (st != BRT_OK)
         goto fail;
+    if (tr) {
+        n->grid.local_rank = tr->local_rank;
+        n->grid.local_size = tr->local_size;
+    }
     const brt_policy_ops *pol = brt_policy_ops_for(cfg->policy);
     n->prefill_chunk = o->prefill_chunk > 0 ? o->prefill_chunk : 512;
     int32_t step_rows = pol->max_step_rows(cfg, n->prefill_chunk);
@@ -56,10 +270,9 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
     n->max_inflight = o->max_inflight > 0 ? o->max_inflight : 2 * n->grid.pp;
     n->block_bytes = brt_node_block_bytes(cfg);
     const int32_t s = n->grid.my_pp, a = n->grid.layers[s], b = n->grid.layers[s + 1];
-    int64_t wbytes = 0;
     for (int32_t l = a; l < b; l++)
-        wbytes += brt_weights_layer_bytes(&n->model.files, cfg, l);
-    n->kv_budget = o->kv_budget > 0 ? o->kv_budget : brt_node_default_kv_budget(n->grid.local_size, wbytes);
+        n->weight_bytes += brt_weights_layer_bytes(&n->model.files, cfg, l);
+    n->kv_budget = o->kv_budget > 0 ? o->kv_budget : brt_node_default_kv_budget(n->grid.local_size, n->weight_bytes);
     int threads = o->threads;
     if (threads <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -78,6 +291,19 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
     st = brt_stage_create(&so, &n->stage, err);
     if (st != BRT_OK)
         goto fail;
+    if (o->trace_path || tr) /* events are cheap; rank 0 writes them only when asked */
+        n->trace = calloc(1, sizeof *n->trace);
+    n->kv_budget_min = n->kv_budget;
+    if (tr && world > 1) {
+        set_status("in the start-up handshake");
+        st = handshake(n, err);
+        if (st != BRT_OK)
+            goto fail;
+    }
+    if (world > 1)
+        brt_log_debug("stage %d of pipeline %d: layers %d-%d, %d threads, KV budget %.0f MiB", s, n->grid.my_dp, a,
+                      b - 1, n->be->n_threads, n->kv_budget / 1048576.0);
+    set_status("idle");
     *out = n;
     return BRT_OK;
 fail:
@@ -89,7 +315,7 @@ brt_status brt_node_start_sched(brt_node *n, brt_job_done_fn on_done, void *ctx,
 {
     if (n->grid.rank != 0)
         return BRT_OK;
-    brt_sched_opts so = {&n->model.cfg, n->model.tok, n->grid.dp, n->grid.pp, n->grid.layers, n->kv_budget,
+    brt_sched_opts so = {&n->model.cfg, n->model.tok, n->grid.dp, n->grid.pp, n->grid.layers, n->kv_budget_min,
                          n->block_bytes, n->max_rows, n->max_inflight, n->prefill_chunk, on_done, ctx};
     return brt_sched_create(&so, &n->sched, err);
 }
@@ -103,12 +329,14 @@ void brt_node_close(brt_node *n)
     if (n->be)
         n->be->destroy(n->be);
     brt_model_close(&n->model);
+    trace_free(n);
     free(n);
 }
 
+/* ---- progress -------------------------------------------------------------------------- */
+
 typedef struct progress {
     double t0, last;
-    int64_t tok0;
 } progress;
 
 static void report(brt_node *n, progress *pg, int force)
@@ -119,53 +347,372 @@ static void report(brt_node *n, progress *pg, int force)
     pg->last = now;
     int64_t done = brt_sched_jobs_finished(n->sched), total = brt_sched_jobs_total(n->sched);
     int64_t tp = brt_sched_tokens_processed(n->sched), tt = brt_sched_tokens_total(n->sched);
-    double el = now - pg->t0, rate = el > 0 ? (tp - pg->tok0) / el : 0;
+    double el = now - pg->t0, rate = el > 0 ? tp / el : 0;
     double eta = rate > 0 && tt > tp ? (tt - tp) / rate : 0;
     brt_log_info("progress: jobs %lld/%lld done, tokens %lld/%lld (%.0f tok/s), elapsed %.0fs, ETA %.0fs",
                  (long long)done, (long long)total, (long long)tp, (long long)tt, rate, el, eta);
 }
 
-/* One rank does it all: plan, run every layer, take the results. */
-static brt_status run_single(brt_node *n, brt_err *err)
+/* ---- running ------------------------------------------------------------------------- */
+
+static brt_status grow_results(brt_step_result **res, int32_t *cap, int32_t n, brt_err *err)
+{
+    if (n <= *cap)
+        return BRT_OK;
+    brt_step_result *nr = realloc(*res, (size_t)n * 2 * sizeof *nr);
+    if (!nr)
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    *res = nr;
+    *cap = n * 2;
+    return BRT_OK;
+}
+
+/* Forward through this rank's stage and pass it on: to the next stage, or the results to the
+ * coordinator (or straight into the scheduler when the coordinator is this rank). */
+static brt_status run_mb(brt_node *n, brt_microbatch *mb, float *hidden, brt_step_result **res, int32_t *res_cap,
+                         brt_err *err)
+{
+    set_status("running micro-batch %llu (%d steps, %d rows) on stage %d of pipeline %d", (unsigned long long)mb->id,
+               mb->n_steps, mb->n_rows, n->grid.my_pp, n->grid.my_dp);
+    BRT_TRY(grow_results(res, res_cap, mb->n_steps, err));
+    double t0 = brt_now();
+    BRT_TRY(brt_stage_forward(n->stage, mb, hidden, *res, err));
+    trace_add(n, mb, t0, brt_now());
+    const int last = n->grid.my_pp == n->grid.pp - 1;
+    const int32_t n_steps = mb->n_steps; /* the scheduler frees mb when it takes the results */
+    brt_status st = BRT_OK;
+    if (last && n->grid.rank == 0)
+        st = brt_sched_results(n->sched, mb->id, *res, n_steps, err);
+    else if (last) {
+        void *hdr, *pl;
+        size_t hl, pll;
+        st = brt_wire_pack_results(mb->id, n->grid.rank, *res, mb->n_steps, &hdr, &hl, &pl, &pll, err);
+        if (st == BRT_OK)
+            st = n->tr->send(n->tr, 0, BRT_TAG_RESULTS, hdr, hl, pl, pll, err);
+    } else {
+        void *hdr;
+        size_t hl, bytes = (size_t)mb->n_rows * n->model.cfg.hidden * sizeof(float);
+        st = brt_wire_pack_mb(mb, n->model.cfg.hidden, &hdr, &hl, err);
+        void *pl = st == BRT_OK ? malloc(bytes ? bytes : 1) : NULL;
+        if (st == BRT_OK && !pl)
+            st = brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+        if (st == BRT_OK) {
+            memcpy(pl, hidden, bytes);
+            st = n->tr->send(n->tr, n->grid.rank + 1, BRT_TAG_MB, hdr, hl, pl, bytes, err);
+        }
+    }
+    if (last)
+        for (int32_t i = 0; i < n_steps; i++)
+            brt_step_result_free(&(*res)[i]);
+    set_status("idle");
+    return st;
+}
+
+static void write_trace_line(FILE *f, const Brt__Trace *t, double t_ref)
+{
+    fprintf(f,
+            "{\"rank\":%d,\"pipeline\":%d,\"stage\":%d,\"busy_s\":%.6f,\"wall_s\":%.6f,\"microbatches\":%lld,"
+            "\"kv_peak_bytes\":%lld,\"rss_peak_kb\":%lld,\"weight_bytes\":%lld,\"events\":[",
+            t->rank, t->dp, t->pp, t->busy_seconds, t->t_end - t->t_start, (long long)t->microbatches,
+            (long long)t->kv_peak_bytes, (long long)t->rss_peak_kb, (long long)t->weight_bytes);
+    for (size_t i = 0; i < t->n_events; i++) {
+        const Brt__TraceEvent *e = t->events[i];
+        fprintf(f, "%s{\"mb\":%llu,\"t0\":%.6f,\"t1\":%.6f,\"rows\":%d,\"steps\":[", i ? "," : "",
+                (unsigned long long)e->mb_id, e->t_begin - t_ref, e->t_end - t_ref, e->rows);
+        for (size_t k = 0; k < e->n_jobs; k++)
+            fprintf(f, "%s[%llu,%u]", k ? "," : "", (unsigned long long)e->jobs[k], e->steps[k]);
+        fprintf(f, "]}");
+    }
+    fprintf(f, "]}\n");
+}
+
+static void summarize(brt_node *n, Brt__Trace **traces, int32_t count)
+{
+    double wall = brt_now() - n->t_start;
+    for (int32_t i = 0; i < count && n->o.progress; i++) {
+        const Brt__Trace *t = traces[i];
+        brt_log_info("rank %d (pipeline %d, stage %d): busy %.1f%% of %.1fs, %lld micro-batches, KV peak %.1f MiB, RSS "
+                     "peak %.0f MiB",
+                     t->rank, t->dp, t->pp, wall > 0 ? 100 * t->busy_seconds / wall : 0, wall,
+                     (long long)t->microbatches, t->kv_peak_bytes / 1048576.0, t->rss_peak_kb / 1024.0);
+    }
+    if (n->o.trace_path) {
+        FILE *f = fopen(n->o.trace_path, "w");
+        if (!f) {
+            brt_log_warn("cannot write the trace to %s", n->o.trace_path);
+            return;
+        }
+        for (int32_t i = 0; i < count; i++)
+            write_trace_line(f, traces[i], n->t_start);
+        fclose(f);
+    }
+}
+
+static void abort_job(brt_node *n, const char *what)
+{
+    brt_log_error("%s", what);
+    if (n->tr && n->grid.world > 1) {
+        Brt__Abort a = BRT__ABORT__INIT;
+        a.version = BRT_WIRE_VERSION;
+        a.rank = n->grid.rank;
+        a.message = (char *)what;
+        brt_err e;
+        if (n->grid.rank != 0 && send_pb(n, 0, BRT_TAG_ABORT, &a.base, NULL, 0, &e) == BRT_OK)
+            n->tr->flush(n->tr, 5, &e);
+        n->tr->abort(n->tr, 1);
+    }
+}
+
+/* A message to the coordinator: results of a micro-batch, or a rank's failure. */
+static brt_status coordinator_msg(brt_node *n, brt_msg *m, brt_err *err)
+{
+    brt_status st = BRT_OK;
+    if (m->tag == BRT_TAG_RESULTS) {
+        uint64_t id;
+        brt_step_result *r;
+        int32_t nr;
+        st = brt_wire_unpack_results(m->hdr, m->hdr_len, m->payload, m->payload_len, m->src, &id, &r, &nr, err);
+        if (st == BRT_OK) {
+            st = brt_sched_results(n->sched, id, r, nr, err);
+            for (int32_t i = 0; i < nr; i++)
+                brt_step_result_free(&r[i]);
+            free(r);
+        }
+    } else if (m->tag == BRT_TAG_ABORT) {
+        Brt__Abort *a = brt__abort__unpack(NULL, m->hdr_len, m->hdr);
+        st = brt_errf(err, BRT_ERR_COMM, "rank %d failed: %s", m->src, a && a->message ? a->message : "?");
+        if (a)
+            brt__abort__free_unpacked(a, NULL);
+    } else
+        st = brt_errf(err, BRT_ERR_COMM, "rank 0: unexpected message (tag %d) from rank %d", m->tag, m->src);
+    free(m->buf);
+    return st;
+}
+
+/* World rank 0: plan, dispatch, run stage 0 of pipeline 0, collect results, shut down. */
+static brt_status run_coordinator(brt_node *n, brt_err *err)
+{
+    const int32_t dim = n->model.cfg.hidden, world = n->grid.world;
+    const double timeout = n->o.timeout > 0 ? n->o.timeout : 600;
+    float *hidden = malloc((size_t)n->max_rows * dim * sizeof(float));
+    brt_microbatch **local = calloc((size_t)n->max_inflight + 1, sizeof *local);
+    if (!hidden || !local) {
+        free(hidden);
+        free(local);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    }
+    int32_t n_local = 0, res_cap = 0;
+    brt_step_result *res = NULL;
+    progress pg = {brt_now(), brt_now()};
+    double last_msg = brt_now(), last_beat = brt_now();
+    brt_status st = BRT_OK;
+    for (;;) {
+        int busy = 0;
+        /* 1. results and failures from the other ranks */
+        while (n->tr && world > 1) {
+            brt_msg m;
+            int got;
+            if ((st = n->tr->recv(n->tr, &m, 0, &got, err)) != BRT_OK)
+                goto out;
+            if (!got)
+                break;
+            busy = 1;
+            last_msg = brt_now();
+            st = coordinator_msg(n, &m, err);
+            if (st != BRT_OK)
+                goto out;
+        }
+        /* 2. plan and send what each pipeline can take */
+        for (int32_t d = 0; d < n->grid.dp; d++) {
+            brt_microbatch *mb;
+            while (brt_sched_next(n->sched, d, &mb)) {
+                busy = 1;
+                if (d == 0) {
+                    local[n_local++] = mb;
+                    continue;
+                }
+                void *hdr;
+                size_t hl;
+                if ((st = brt_wire_pack_mb(mb, dim, &hdr, &hl, err)) != BRT_OK ||
+                    (st = n->tr->send(n->tr, brt_grid_rank_of(&n->grid, d, 0), BRT_TAG_MB, hdr, hl, NULL, 0, err)) !=
+                        BRT_OK)
+                    goto out;
+            }
+        }
+        /* 3. this rank's own stage: oldest micro-batch first */
+        if (n_local) {
+            brt_microbatch *mb = local[0];
+            memmove(local, local + 1, (size_t)--n_local * sizeof *local);
+            if ((st = run_mb(n, mb, hidden, &res, &res_cap, err)) != BRT_OK)
+                goto out;
+            busy = 1;
+        }
+        report(n, &pg, 0);
+        int inflight = 0;
+        for (int32_t d = 0; d < n->grid.dp; d++)
+            inflight += brt_sched_inflight(n->sched, d);
+        if (brt_sched_idle(n->sched) && !inflight && !n_local)
+            break;
+        if (n->tr && world > 1 && brt_now() - last_beat > HEARTBEAT_SECONDS) {
+            for (int32_t r = 1; r < world; r++)
+                if ((st = n->tr->send(n->tr, r, BRT_TAG_HEARTBEAT, NULL, 0, NULL, 0, err)) != BRT_OK)
+                    goto out;
+            last_beat = brt_now();
+        }
+        if (busy)
+            continue;
+        if (!n->tr || world == 1) {
+            st = brt_errf(err, BRT_ERR_INTERNAL, "scheduler stalled with %lld of %lld jobs unfinished",
+                          (long long)(brt_sched_jobs_total(n->sched) - brt_sched_jobs_finished(n->sched)),
+                          (long long)brt_sched_jobs_total(n->sched));
+            goto out;
+        }
+        /* nothing to do here: wait for a result (bounded) */
+        set_status("waiting for results of %d micro-batches in flight", inflight);
+        brt_msg m;
+        int got;
+        if ((st = n->tr->recv(n->tr, &m, 1.0, &got, err)) != BRT_OK)
+            goto out;
+        if (got) {
+            last_msg = brt_now();
+            if ((st = coordinator_msg(n, &m, err)) != BRT_OK)
+                goto out;
+        } else if (brt_now() - last_msg > timeout) {
+            st = brt_errf(err, BRT_ERR_TIMEOUT,
+                          "rank 0: no results for %.0fs with %d micro-batches in flight (a stage rank is stuck or "
+                          "gone; --timeout to wait longer)",
+                          timeout, inflight);
+            goto out;
+        }
+    }
+    report(n, &pg, 1);
+    /* shut down: each pipeline's first stage passes it on after its last micro-batch */
+    if (n->tr && world > 1) {
+        set_status("shutting down");
+        for (int32_t d = 0; d < n->grid.dp; d++) {
+            int32_t first = brt_grid_rank_of(&n->grid, d, d == 0 ? 1 : 0);
+            if (d == 0 && n->grid.pp == 1)
+                continue;
+            if ((st = n->tr->send(n->tr, first, BRT_TAG_SHUTDOWN, NULL, 0, NULL, 0, err)) != BRT_OK)
+                goto out;
+        }
+        Brt__Trace **traces = calloc((size_t)world, sizeof *traces);
+        Brt__Trace mine;
+        trace_fill(n, &mine);
+        traces[0] = &mine;
+        int32_t have = 1;
+        while (have < world) {
+            brt_msg m;
+            int got;
+            if ((st = n->tr->recv(n->tr, &m, timeout, &got, err)) != BRT_OK)
+                break;
+            if (!got) {
+                brt_log_warn("only %d of %d ranks reported at shutdown", have, world);
+                break;
+            }
+            if (m.tag == BRT_TAG_TRACE) {
+                Brt__Trace *t = brt__trace__unpack(NULL, m.hdr_len, m.hdr);
+                if (t && t->rank > 0 && t->rank < world && !traces[t->rank]) {
+                    traces[t->rank] = t;
+                    have++;
+                } else if (t)
+                    brt__trace__free_unpacked(t, NULL);
+            }
+            free(m.buf);
+        }
+        Brt__Trace **list = calloc((size_t)world, sizeof *list);
+        int32_t cnt = 0;
+        for (int32_t r = 0; r < world; r++)
+            if (traces[r])
+                list[cnt++] = traces[r];
+        summarize(n, list, cnt);
+        free(list);
+        free(mine.events);
+        for (int32_t r = 1; r < world; r++)
+            if (traces[r])
+                brt__trace__free_unpacked(traces[r], NULL);
+        free(traces);
+    } else if (n->o.trace_path) {
+        Brt__Trace mine, *one = &mine;
+        trace_fill(n, &mine);
+        summarize(n, &one, 1);
+        free(mine.events);
+    }
+out:
+    free(res); /* micro-batches still in `local` belong to the scheduler */
+    free(local);
+    free(hidden);
+    return st;
+}
+
+/* Any other rank: run what the previous stage (or the coordinator) sends, until shutdown. */
+static brt_status run_stage_rank(brt_node *n, brt_err *err)
 {
     const int32_t dim = n->model.cfg.hidden;
+    const double timeout = n->o.timeout > 0 ? n->o.timeout : 600;
     float *hidden = malloc((size_t)n->max_rows * dim * sizeof(float));
     if (!hidden)
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
-    progress pg = {brt_now(), brt_now(), 0};
-    brt_status st = BRT_OK;
     brt_step_result *res = NULL;
     int32_t res_cap = 0;
+    brt_status st = BRT_OK;
+    const int first = n->grid.my_pp == 0, last = n->grid.my_pp == n->grid.pp - 1;
     for (;;) {
+        set_status("waiting for work from %s", first ? "the coordinator (rank 0)" : "the previous stage");
+        brt_msg m;
+        int got;
+        if ((st = n->tr->recv(n->tr, &m, timeout, &got, err)) != BRT_OK)
+            break;
+        if (!got) {
+            st = brt_errf(err, BRT_ERR_TIMEOUT,
+                          "rank %d (pipeline %d, stage %d): nothing from the coordinator or the previous stage for %.0fs",
+                          n->grid.rank, n->grid.my_dp, n->grid.my_pp, timeout);
+            break;
+        }
+        if (m.tag == BRT_TAG_HEARTBEAT) {
+            free(m.buf);
+            continue;
+        }
+        if (m.tag == BRT_TAG_SHUTDOWN) {
+            free(m.buf);
+            if (!last)
+                st = n->tr->send(n->tr, n->grid.rank + 1, BRT_TAG_SHUTDOWN, NULL, 0, NULL, 0, err);
+            Brt__Trace t;
+            trace_fill(n, &t);
+            if (st == BRT_OK)
+                st = send_pb(n, 0, BRT_TAG_TRACE, &t.base, NULL, 0, err);
+            free(t.events);
+            if (st == BRT_OK)
+                st = n->tr->flush(n->tr, timeout, err);
+            break;
+        }
+        if (m.tag != BRT_TAG_MB) {
+            st = brt_errf(err, BRT_ERR_COMM, "rank %d: unexpected message (tag %d) from rank %d", n->grid.rank, m.tag,
+                          m.src);
+            free(m.buf);
+            break;
+        }
         brt_microbatch *mb;
-        if (!brt_sched_next(n->sched, 0, &mb) && !brt_sched_pending_release(n->sched, 0, &mb)) {
-            if (!brt_sched_idle(n->sched))
-                st = brt_errf(err, BRT_ERR_INTERNAL, "scheduler stalled with %lld of %lld jobs unfinished",
-                              (long long)(brt_sched_jobs_total(n->sched) - brt_sched_jobs_finished(n->sched)),
-                              (long long)brt_sched_jobs_total(n->sched));
-            break;
+        int32_t hd;
+        st = brt_wire_unpack_mb(m.hdr, m.hdr_len, m.src, &mb, &hd, err);
+        if (st == BRT_OK && mb->n_rows > n->max_rows)
+            st = brt_errf(err, BRT_ERR_COMM, "rank %d sent %d rows, more than the %d this rank holds", m.src, mb->n_rows,
+                          n->max_rows);
+        if (st == BRT_OK && !first) {
+            size_t want = (size_t)mb->n_rows * dim * sizeof(float);
+            if (hd != dim || m.payload_len != want)
+                st = brt_errf(err, BRT_ERR_COMM, "rank %d sent %zu bytes of hidden states for %d rows of %d (expected %zu)",
+                              m.src, m.payload_len, mb->n_rows, hd, want);
+            else if (want)
+                memcpy(hidden, m.payload, want);
         }
-        if (mb->n_steps > res_cap) {
-            res_cap = mb->n_steps * 2;
-            brt_step_result *nr = realloc(res, (size_t)res_cap * sizeof *res);
-            if (!nr) {
-                st = brt_errf(err, BRT_ERR_NOMEM, "out of memory");
-                break;
-            }
-            res = nr;
-        }
-        st = brt_stage_forward(n->stage, mb, hidden, res, err);
+        free(m.buf);
+        if (st == BRT_OK)
+            st = run_mb(n, mb, hidden, &res, &res_cap, err);
+        brt_wire_free_mb(mb);
         if (st != BRT_OK)
             break;
-        int32_t ns = mb->n_steps;
-        st = brt_sched_results(n->sched, mb->id, res, ns, err);
-        for (int32_t i = 0; i < ns; i++)
-            brt_step_result_free(&res[i]);
-        if (st != BRT_OK)
-            break;
-        report(n, &pg, 0);
     }
-    report(n, &pg, 1);
     free(res);
     free(hidden);
     return st;
@@ -173,7 +720,16 @@ static brt_status run_single(brt_node *n, brt_err *err)
 
 brt_status brt_node_run(brt_node *n, brt_err *err)
 {
-    if (n->grid.world == 1)
-        return run_single(n, err);
-    return brt_errf(err, BRT_ERR_UNSUPPORTED, "multi-rank runs need the MPI transport");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    brt_status st = n->grid.rank == 0 ? run_coordinator(n, err) : run_stage_rank(n, err);
+    if (st != BRT_OK && n->tr && n->grid.world > 1) {
+        char what[BRT_ERR_MSG_MAX + 64];
+        snprintf(what, sizeof what, "%s", err->msg);
+        abort_job(n, what);
+    }
+    return st;
 }

@@ -41,9 +41,14 @@ typedef struct brt_node {
     brt_sched *sched;         /* rank 0 only */
     brt_transport *tr;        /* NULL with one rank */
     int32_t max_rows, max_inflight, prefill_chunk, block_bytes;
-    int64_t kv_budget;
+    int64_t kv_budget;        /* this rank's stage */
+    int64_t kv_budget_min;    /* the smallest of all stages (rank 0, for admission) */
+    int64_t weight_bytes;     /* this rank's layers */
+    double t_start;
+    struct brt_trace_buf *trace;
 } brt_node;
 
+/* Collective: every rank calls it; ranks check they run the same model config and layer split. */
 brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **out, brt_err *err);
 /* Rank 0: create the scheduler (jobs are then submitted with brt_sched_submit(node->sched...)). */
 brt_status brt_node_start_sched(brt_node *n, brt_job_done_fn on_done, void *ctx, brt_err *err);

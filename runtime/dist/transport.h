@@ -17,13 +17,16 @@ enum brt_msg_tag {
     BRT_TAG_SHUTDOWN = 3, /* coordinator -> pipeline: finish and exit */
     BRT_TAG_ABORT = 4,    /* a rank failed: everyone exits */
     BRT_TAG_TRACE = 5,    /* per-rank timings, at shutdown */
+    BRT_TAG_HELLO = 6,    /* start-up handshake: same model, same grid */
+    BRT_TAG_HEARTBEAT = 7,/* coordinator -> ranks while they have nothing to do */
 };
 
 typedef struct brt_msg {
     int32_t src, tag;
-    void *hdr;            /* malloc'ed; the receiver frees */
+    void *buf;            /* one allocation holding header then payload; free(buf) when done */
+    const void *hdr;
     size_t hdr_len;
-    void *payload;        /* malloc'ed or NULL */
+    const void *payload;  /* NULL when empty */
     size_t payload_len;
 } brt_msg;
 
@@ -42,6 +45,14 @@ struct brt_transport {
     /* Bring the whole job down (after printing why). Does not return. */
     void (*abort)(brt_transport *t, int code);
     void (*destroy)(brt_transport *t);
+    int32_t local_rank, local_size; /* ranks on this node (shared memory) */
+    char host[64];
 };
+
+/* True when an MPI launcher (mpirun, srun --mpi=pmix) started this process. */
+int brt_mpi_launched(void);
+/* MPI_Init and checks: the world size must be what the launcher promised (SLURM_NTASKS,
+ * OMPI_COMM_WORLD_SIZE), else N copies of rank 0 would each run the whole job. */
+brt_status brt_mpi_transport_create(int *argc, char ***argv, brt_transport **out, brt_err *err);
 
 #endif

@@ -1,0 +1,338 @@
+#include "dist/wire.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "brt.pb-c.h"
+#include "engine/policy.h"
+
+brt_status brt_wire_pack_mb(const brt_microbatch *mb, int32_t hidden_dim, void **buf, size_t *len, brt_err *err)
+{
+    Brt__MicroBatch m = BRT__MICRO_BATCH__INIT;
+    m.version = BRT_WIRE_VERSION;
+    m.id = mb->id;
+    m.pipeline = mb->pipeline;
+    m.n_rows = mb->n_rows;
+    m.hidden_dim = hidden_dim;
+    m.n_release = (size_t)mb->n_release;
+    m.release = mb->release;
+    Brt__Step *steps = calloc((size_t)(mb->n_steps ? mb->n_steps : 1), sizeof *steps);
+    Brt__Step **sp = calloc((size_t)(mb->n_steps ? mb->n_steps : 1), sizeof *sp);
+    if (!steps || !sp) {
+        free(steps);
+        free(sp);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    }
+    for (int32_t i = 0; i < mb->n_steps; i++) {
+        const brt_step *s = &mb->steps[i];
+        Brt__Step *w = &steps[i];
+        brt__step__init(w);
+        w->job = s->job;
+        w->index = s->index;
+        w->n_rows = s->n_rows;
+        w->n_raw = s->n_raw;
+        w->ratio = s->ratio;
+        w->k = s->k;
+        w->keep = s->keep;
+        w->span = s->span;
+        w->sink_take = s->sink_take;
+        w->flags = s->flags;
+        w->expect_sink = s->expect_sink;
+        w->expect_mem = s->expect_mem;
+        w->expect_raw = s->expect_raw;
+        w->logits = s->logits;
+        w->top_k = s->top_k;
+        w->temperature = s->temperature;
+        w->top_p = s->top_p;
+        w->seed = s->seed;
+        w->n_tokens = w->n_pos = w->n_target = (size_t)s->n_rows;
+        w->tokens = s->tokens;
+        w->pos = s->pos;
+        w->target = s->target;
+        w->kind.len = (size_t)s->n_rows;
+        w->kind.data = s->kind;
+        w->error = (char *)s->error;
+        sp[i] = w;
+    }
+    m.n_steps = (size_t)mb->n_steps;
+    m.steps = sp;
+    *len = brt__micro_batch__get_packed_size(&m);
+    *buf = malloc(*len ? *len : 1);
+    if (*buf)
+        brt__micro_batch__pack(&m, *buf);
+    free(steps);
+    free(sp);
+    return *buf ? BRT_OK : brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+}
+
+void brt_wire_free_mb(brt_microbatch *mb)
+{
+    if (!mb)
+        return;
+    for (int32_t i = 0; i < mb->n_steps; i++)
+        brt_step_free_arrays(&mb->steps[i]);
+    free(mb->steps);
+    free(mb->release);
+    free(mb);
+}
+
+brt_status brt_wire_unpack_mb(const void *buf, size_t len, int32_t src, brt_microbatch **out, int32_t *hidden_dim,
+                              brt_err *err)
+{
+    *out = NULL;
+    Brt__MicroBatch *m = brt__micro_batch__unpack(NULL, len, buf);
+    if (!m)
+        return brt_errf(err, BRT_ERR_COMM, "rank %d sent a micro-batch header that does not parse (%zu bytes)", src, len);
+    brt_status st = BRT_OK;
+    brt_microbatch *mb = calloc(1, sizeof *mb);
+    if (!mb) {
+        st = brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if (m->version != BRT_WIRE_VERSION) {
+        st = brt_errf(err, BRT_ERR_COMM, "rank %d speaks wire version %u, this rank %d (mixed builds in one job?)", src,
+                      m->version, BRT_WIRE_VERSION);
+        goto done;
+    }
+    mb->id = m->id;
+    mb->pipeline = m->pipeline;
+    mb->n_rows = m->n_rows;
+    *hidden_dim = m->hidden_dim;
+    mb->steps = calloc(m->n_steps ? m->n_steps : 1, sizeof *mb->steps);
+    mb->release = malloc((m->n_release ? m->n_release : 1) * sizeof *mb->release);
+    if (!mb->steps || !mb->release) {
+        st = brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    mb->n_release = (int32_t)m->n_release;
+    if (m->n_release)
+        memcpy(mb->release, m->release, m->n_release * sizeof *mb->release);
+    int32_t rows = 0;
+    for (size_t i = 0; i < m->n_steps; i++) {
+        const Brt__Step *w = m->steps[i];
+        brt_step *s = &mb->steps[i];
+        if (w->n_rows < 0 || w->n_tokens != (size_t)w->n_rows || w->n_pos != (size_t)w->n_rows ||
+            w->n_target != (size_t)w->n_rows || w->kind.len != (size_t)w->n_rows) {
+            st = brt_errf(err, BRT_ERR_COMM, "rank %d sent step %zu of micro-batch %llu with inconsistent row arrays", src,
+                          i, (unsigned long long)m->id);
+            goto done;
+        }
+        if (brt_step_alloc_rows(s, w->n_rows, err) != BRT_OK) {
+            st = BRT_ERR_NOMEM;
+            goto done;
+        }
+        mb->n_steps = (int32_t)i + 1;
+        s->job = w->job;
+        s->index = w->index;
+        s->n_raw = w->n_raw;
+        s->ratio = w->ratio;
+        s->k = w->k;
+        s->keep = w->keep;
+        s->span = w->span;
+        s->sink_take = w->sink_take;
+        s->flags = w->flags;
+        s->expect_sink = w->expect_sink;
+        s->expect_mem = w->expect_mem;
+        s->expect_raw = w->expect_raw;
+        s->logits = w->logits;
+        s->top_k = w->top_k;
+        s->temperature = w->temperature;
+        s->top_p = w->top_p;
+        s->seed = w->seed;
+        memcpy(s->tokens, w->tokens, (size_t)w->n_rows * sizeof *s->tokens);
+        memcpy(s->pos, w->pos, (size_t)w->n_rows * sizeof *s->pos);
+        memcpy(s->target, w->target, (size_t)w->n_rows * sizeof *s->target);
+        memcpy(s->kind, w->kind.data, (size_t)w->n_rows);
+        snprintf(s->error, sizeof s->error, "%s", w->error ? w->error : "");
+        rows += w->n_rows;
+    }
+    if (rows != mb->n_rows) {
+        st = brt_errf(err, BRT_ERR_COMM, "rank %d sent micro-batch %llu of %d rows whose steps hold %d", src,
+                      (unsigned long long)m->id, mb->n_rows, rows);
+        goto done;
+    }
+done:
+    brt__micro_batch__free_unpacked(m, NULL);
+    if (st != BRT_OK) {
+        brt_wire_free_mb(mb);
+        return st;
+    }
+    *out = mb;
+    return BRT_OK;
+}
+
+static void split_top(const brt_tok_lp *t, size_t n, int32_t **tok, float **lp)
+{
+    *tok = malloc((n ? n : 1) * sizeof **tok);
+    *lp = malloc((n ? n : 1) * sizeof **lp);
+    for (size_t i = 0; *tok && *lp && i < n; i++) {
+        (*tok)[i] = t[i].token;
+        (*lp)[i] = t[i].logprob;
+    }
+}
+
+brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_result *res, int32_t n, void **hdr,
+                                 size_t *hdr_len, void **payload, size_t *payload_len, brt_err *err)
+{
+    Brt__Results m = BRT__RESULTS__INIT;
+    m.version = BRT_WIRE_VERSION;
+    m.mb_id = mb_id;
+    m.rank = rank;
+    Brt__StepResult *rs = calloc((size_t)(n ? n : 1), sizeof *rs);
+    Brt__StepResult **rp = calloc((size_t)(n ? n : 1), sizeof *rp);
+    void **tmp = calloc((size_t)(n ? n : 1) * 4, sizeof *tmp);
+    size_t full = 0;
+    for (int32_t i = 0; i < n; i++)
+        full += (size_t)res[i].n_full * (size_t)res[i].vocab * sizeof(float);
+    *payload = full ? malloc(full) : NULL;
+    *payload_len = full;
+    if (!rs || !rp || !tmp || (full && !*payload)) {
+        free(rs);
+        free(rp);
+        free(tmp);
+        free(*payload);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    }
+    size_t off = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const brt_step_result *r = &res[i];
+        Brt__StepResult *w = &rs[i];
+        brt__step_result__init(w);
+        w->job = r->job;
+        w->index = r->index;
+        w->failed = r->failed != 0;
+        w->error = (char *)r->error;
+        w->sampled = r->sampled;
+        w->sampled_logprob = r->sampled_logprob;
+        w->top_k = r->top_k;
+        if (r->sampled_top) {
+            split_top(r->sampled_top, (size_t)r->top_k, &w->sampled_top_tokens, &w->sampled_top_logprobs);
+            w->n_sampled_top_tokens = w->n_sampled_top_logprobs = (size_t)r->top_k;
+            tmp[4 * i] = w->sampled_top_tokens;
+            tmp[4 * i + 1] = w->sampled_top_logprobs;
+        }
+        w->n_scored = r->n_scored;
+        if (r->n_scored) {
+            w->n_target_logprob = (size_t)r->n_scored;
+            w->target_logprob = r->target_logprob;
+            if (r->scored_top) {
+                size_t m2 = (size_t)r->n_scored * (size_t)r->top_k;
+                split_top(r->scored_top, m2, &w->scored_top_tokens, &w->scored_top_logprobs);
+                w->n_scored_top_tokens = w->n_scored_top_logprobs = m2;
+                tmp[4 * i + 2] = w->scored_top_tokens;
+                tmp[4 * i + 3] = w->scored_top_logprobs;
+            }
+        }
+        w->n_full = r->n_full;
+        w->vocab = r->vocab;
+        if (r->n_full) {
+            size_t b = (size_t)r->n_full * (size_t)r->vocab * sizeof(float);
+            memcpy((char *)*payload + off, r->full, b);
+            off += b;
+        }
+        rp[i] = w;
+    }
+    m.n_results = (size_t)n;
+    m.results = rp;
+    *hdr_len = brt__results__get_packed_size(&m);
+    *hdr = malloc(*hdr_len ? *hdr_len : 1);
+    if (*hdr)
+        brt__results__pack(&m, *hdr);
+    for (int32_t i = 0; i < 4 * n; i++)
+        free(tmp[i]);
+    free(tmp);
+    free(rs);
+    free(rp);
+    if (!*hdr) {
+        free(*payload);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    }
+    return BRT_OK;
+}
+
+brt_status brt_wire_unpack_results(const void *hdr, size_t hdr_len, const void *payload, size_t payload_len,
+                                   int32_t src, uint64_t *mb_id, brt_step_result **out, int32_t *n, brt_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    Brt__Results *m = brt__results__unpack(NULL, hdr_len, hdr);
+    if (!m)
+        return brt_errf(err, BRT_ERR_COMM, "rank %d sent results that do not parse (%zu bytes)", src, hdr_len);
+    if (m->version != BRT_WIRE_VERSION) {
+        brt__results__free_unpacked(m, NULL);
+        return brt_errf(err, BRT_ERR_COMM, "rank %d speaks wire version %u, this rank %d", src, m->version,
+                        BRT_WIRE_VERSION);
+    }
+    brt_status st = BRT_OK;
+    brt_step_result *res = calloc(m->n_results ? m->n_results : 1, sizeof *res);
+    if (!res) {
+        brt__results__free_unpacked(m, NULL);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < m->n_results; i++) {
+        const Brt__StepResult *w = m->results[i];
+        brt_step_result *r = &res[i];
+        r->job = w->job;
+        r->index = w->index;
+        r->failed = w->failed;
+        snprintf(r->error, sizeof r->error, "%s", w->error ? w->error : "");
+        r->sampled = w->sampled;
+        r->sampled_logprob = w->sampled_logprob;
+        r->top_k = w->top_k;
+        if (w->top_k < 0 || w->top_k > 20 || w->n_scored < 0 || w->n_full < 0 || w->vocab < 0 ||
+            (w->n_sampled_top_tokens && w->n_sampled_top_tokens != (size_t)w->top_k) ||
+            w->n_sampled_top_logprobs != w->n_sampled_top_tokens ||
+            (w->n_scored && w->n_target_logprob != (size_t)w->n_scored) ||
+            w->n_scored_top_tokens != w->n_scored_top_logprobs ||
+            (w->n_scored_top_tokens && w->n_scored_top_tokens != (size_t)w->n_scored * (size_t)w->top_k)) {
+            st = brt_errf(err, BRT_ERR_COMM, "rank %d sent an inconsistent result for job %llu", src,
+                          (unsigned long long)w->job);
+            break;
+        }
+        if (w->n_sampled_top_tokens) {
+            r->sampled_top = malloc(w->n_sampled_top_tokens * sizeof *r->sampled_top);
+            for (size_t k = 0; r->sampled_top && k < w->n_sampled_top_tokens; k++)
+                r->sampled_top[k] = (brt_tok_lp){w->sampled_top_tokens[k], w->sampled_top_logprobs[k]};
+        }
+        r->n_scored = w->n_scored;
+        if (w->n_scored) {
+            r->target_logprob = malloc((size_t)w->n_scored * sizeof(float));
+            if (r->target_logprob)
+                memcpy(r->target_logprob, w->target_logprob, (size_t)w->n_scored * sizeof(float));
+        }
+        if (w->n_scored_top_tokens) {
+            r->scored_top = malloc(w->n_scored_top_tokens * sizeof *r->scored_top);
+            for (size_t k = 0; r->scored_top && k < w->n_scored_top_tokens; k++)
+                r->scored_top[k] = (brt_tok_lp){w->scored_top_tokens[k], w->scored_top_logprobs[k]};
+        }
+        r->n_full = w->n_full;
+        r->vocab = w->vocab;
+        if (w->n_full) {
+            size_t b = (size_t)w->n_full * (size_t)w->vocab * sizeof(float);
+            if (off + b > payload_len) {
+                st = brt_errf(err, BRT_ERR_COMM, "rank %d sent %zu bytes of logits, the results need more", src,
+                              payload_len);
+                break;
+            }
+            r->full = malloc(b);
+            if (r->full)
+                memcpy(r->full, (const char *)payload + off, b);
+            off += b;
+        }
+    }
+    *mb_id = m->mb_id;
+    *n = (int32_t)m->n_results;
+    brt__results__free_unpacked(m, NULL);
+    if (st != BRT_OK) {
+        for (int32_t i = 0; i < *n; i++)
+            brt_step_result_free(&res[i]);
+        free(res);
+        *n = 0;
+        return st;
+    }
+    *out = res;
+    return BRT_OK;
+}

@@ -1,0 +1,26 @@
+/* Encoding of what ranks send each other (proto/brt.proto, protobuf-c), checked on receipt:
+ * a message of another wire version, or one that does not parse, or whose sizes disagree, is an
+ * error naming the sender; never trusted. */
+#ifndef BRT_WIRE_H
+#define BRT_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/step.h"
+
+#define BRT_WIRE_VERSION 1
+
+brt_status brt_wire_pack_mb(const brt_microbatch *mb, int32_t hidden_dim, void **buf, size_t *len, brt_err *err);
+/* Decodes into a new micro-batch (free with brt_wire_free_mb). */
+brt_status brt_wire_unpack_mb(const void *buf, size_t len, int32_t src, brt_microbatch **mb, int32_t *hidden_dim,
+                              brt_err *err);
+void brt_wire_free_mb(brt_microbatch *mb);
+
+/* Results of a micro-batch; full logits rows travel in the payload. */
+brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_result *res, int32_t n, void **hdr,
+                                 size_t *hdr_len, void **payload, size_t *payload_len, brt_err *err);
+brt_status brt_wire_unpack_results(const void *hdr, size_t hdr_len, const void *payload, size_t payload_len,
+                                   int32_t src, uint64_t *mb_id, brt_step_result **res, int32_t *n, brt_err *err);
+
+#endif
