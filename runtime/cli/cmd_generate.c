@@ -8,6 +8,8 @@
 #include "base/log.h"
 #include "cli.h"
 
+extern brt_transport *g_cli_tr;
+
 static const char *const k_help =
     "usage: beaconrt generate --model DIR (--prompt TEXT | --prompt-file FILE | --input-ids FILE[:TENSOR])\n"
     "                         [-n N] [--temperature T] [--top-p P] [--seed S] [--greedy] [--json] [options]\n"
@@ -132,8 +134,14 @@ int cmd_generate(int argc, char **argv)
         }
         prompt = file_text;
     }
-    if (brt_node_open(&c.node, NULL, &node, &err) != BRT_OK) {
+    if (brt_node_open(&c.node, g_cli_tr, &node, &err) != BRT_OK) {
         rc = cli_fail("generate", &err);
+        if (g_cli_tr && g_cli_tr->world > 1)
+            g_cli_tr->abort(g_cli_tr, rc);
+        goto cleanup;
+    }
+    if (node->grid.rank != 0) { /* a pipeline stage: run until the coordinator is done */
+        rc = brt_node_run(node, &err) == BRT_OK ? 0 : cli_fail("generate", &err);
         goto cleanup;
     }
     if (!ids) {

@@ -6,6 +6,8 @@
 #include "base/log.h"
 #include "cli.h"
 
+extern brt_transport *g_cli_tr;
+
 static const char *const k_help =
     "usage: beaconrt logits --model DIR --input-ids FILE.safetensors[:TENSOR] --out OUT.safetensors [options]\n"
     "\n"
@@ -59,8 +61,14 @@ int cmd_logits(int argc, char **argv)
     brt_err err;
     if (cli_read_ids(ids_spec, &ids, &n) != 0)
         goto out;
-    if (brt_node_open(&c.node, NULL, &node, &err) != BRT_OK) {
+    if (brt_node_open(&c.node, g_cli_tr, &node, &err) != BRT_OK) {
         rc = cli_fail("logits", &err);
+        if (g_cli_tr && g_cli_tr->world > 1)
+            g_cli_tr->abort(g_cli_tr, rc);
+        goto cleanup;
+    }
+    if (node->grid.rank != 0) { /* a pipeline stage: run until the coordinator is done */
+        rc = brt_node_run(node, &err) == BRT_OK ? 0 : cli_fail("logits", &err);
         goto cleanup;
     }
     logits_ctx lc = {0};
