@@ -551,13 +551,17 @@ brt_status brt_config_load(const char *dir, const json_t *overrides, brt_model_c
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
+    return brt_config_load_file(path, overrides, out, err);
+}
+
+brt_status brt_config_load_file(const char *path, const json_t *overrides, brt_model_config *out, brt_err *err)
+{
     json_error_t je;
     json_t *cfg = json_load_file(path, 0, &je);
     if (!cfg) {
         FILE *f = fopen(path, "r");
         if (!f)
-            return brt_errf(err, BRT_ERR_NOT_FOUND, "%s: cannot open (is %s a Hugging Face model folder?)",
-                            path, dir);
+            return brt_errf(err, BRT_ERR_NOT_FOUND, "%s: cannot open (not a Hugging Face model folder?)", path);
         fclose(f);
         return brt_errf(err, BRT_ERR_FORMAT, "%s: line %d column %d: %s", path, je.line, je.column, je.text);
     }

@@ -98,6 +98,8 @@ typedef struct brt_model_config {
  * config.json, e.g. {"beacon_window": 64}); `what` names the source in messages. */
 brt_status brt_config_from_json(const json_t *cfg, const json_t *overrides, const char *what,
                                 brt_model_config *out, brt_err *err);
+/* Load a config.json file (with optional overrides). */
+brt_status brt_config_load_file(const char *path, const json_t *overrides, brt_model_config *out, brt_err *err);
 /* Load DIR/config.json (with optional overrides). */
 brt_status brt_config_load(const char *dir, const json_t *overrides, brt_model_config *out, brt_err *err);
 
