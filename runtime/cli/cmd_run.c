@@ -75,9 +75,14 @@ static void write_error(run_ctx *rc, const char *id, brt_status st, const char *
     rc->failed++;
 }
 
-/* The text a token adds (pieces with U+2581 as a space, byte tokens as bytes). */
+/* The text a token adds (pieces with U+2581 as a space, byte tokens as bytes); "<id>" when the
+ * model folder has no tokenizer (token-id prompts need none). */
 static size_t tok_text(const brt_tokenizer *t, int32_t id, char *buf, size_t cap)
 {
+    if (!t) {
+        int n = snprintf(buf, cap, "<%d>", id);
+        return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+    }
     return brt_tokenizer_token_bytes(t, id, buf, cap);
 }
 
@@ -252,7 +257,7 @@ int cmd_run(int argc, char **argv)
     memset(&ctx, 0, sizeof ctx);
     brt_err err;
     brt_node *node = NULL;
-    c.node.need_tokenizer = 1;
+    c.node.need_tokenizer = 0; /* text prompts need it; token-id prompts do not */
     if (brt_node_open(&c.node, tr, &node, &err) != BRT_OK) {
         rc = cli_fail("run", &err);
         if (tr && tr->world > 1)
@@ -301,6 +306,14 @@ int cmd_run(int argc, char **argv)
         int32_t *ids = NULL;
         size_t n_ids = 0;
         char msg[BRT_ERR_MSG_MAX + 64];
+        if ((r->prompt || r->n_stop) && !node->model.tok) {
+            snprintf(msg, sizeof msg,
+                     "line %zu: %s needs the model's tokenizer.model, which %s does not have (give the prompt as "
+                     "token ids)",
+                     r->line_no, r->prompt ? "a text prompt" : "a stop string", node->model.dir);
+            write_error(&ctx, r->custom_id, BRT_ERR_INVALID, msg);
+            continue;
+        }
         if (r->prompt) {
             if (brt_tokenizer_encode(node->model.tok, r->prompt, strlen(r->prompt), 1, &ids, &n_ids, &err) != BRT_OK) {
                 snprintf(msg, sizeof msg, "line %zu: prompt: %s", r->line_no, err.msg);

@@ -47,6 +47,7 @@ brt_status brt_wire_pack_mb(const brt_microbatch *mb, int32_t hidden_dim, void *
         w->temperature = s->temperature;
         w->top_p = s->top_p;
         w->seed = s->seed;
+        w->draw = s->draw;
         w->n_tokens = w->n_pos = w->n_target = (size_t)s->n_rows;
         w->tokens = s->tokens;
         w->pos = s->pos;
@@ -141,6 +142,7 @@ brt_status brt_wire_unpack_mb(const void *buf, size_t len, int32_t src, brt_micr
         s->temperature = w->temperature;
         s->top_p = w->top_p;
         s->seed = w->seed;
+        s->draw = w->draw;
         memcpy(s->tokens, w->tokens, (size_t)w->n_rows * sizeof *s->tokens);
         memcpy(s->pos, w->pos, (size_t)w->n_rows * sizeof *s->pos);
         memcpy(s->target, w->target, (size_t)w->n_rows * sizeof *s->target);

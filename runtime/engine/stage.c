@@ -317,7 +317,7 @@ static void step_results(brt_stage *s, const brt_step *st, const float *hidden, 
                     brt_top_logprobs(lg, s->vocab, lse, k, r->scored_top + (int64_t)ri * k);
             }
             if ((st->logits & BRT_LOGITS_SAMPLE) && row == last_raw) {
-                r->sampled = brt_sample(lg, s->vocab, st->temperature, st->top_p, st->seed, st->index, s->sample_work);
+                r->sampled = brt_sample(lg, s->vocab, st->temperature, st->top_p, st->seed, st->draw, s->sample_work);
                 r->sampled_logprob = (float)(lg[r->sampled] - lse);
                 if (k)
                     brt_top_logprobs(lg, s->vocab, lse, k, r->sampled_top);

@@ -42,7 +42,9 @@ typedef struct brt_step {
     uint32_t logits;       /* brt_logits_mode */
     int32_t top_k;         /* alternatives per scored/sampled row (0..20) */
     float temperature, top_p;
-    uint64_t seed;         /* sampling: the job's seed; the draw also mixes in `index` */
+    uint64_t seed;         /* sampling: the job's seed */
+    uint32_t draw;         /* sampling: tokens the job generated before this one (the draw's index,
+                              so that a job samples the same tokens whatever its steps) */
     int32_t *tokens;       /* [n_rows] token ids (-1 for beacon rows) */
     int32_t *pos;          /* [n_rows] RoPE position of each row in this step */
     uint8_t *kind;         /* [n_rows] brt_row_kind */

@@ -378,6 +378,7 @@ static int plan_job(brt_sched *s, brt_job *j, int32_t room, brt_step *st)
     st->temperature = j->temperature;
     st->top_p = j->top_p;
     st->seed = j->seed;
+    st->draw = (uint32_t)j->n_gen;
     if (st->logits & BRT_LOGITS_SCORE) {
         int64_t idx = fed0;
         for (int32_t q = 0; q < st->n_rows; q++)
