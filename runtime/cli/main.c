@@ -1,5 +1,6 @@
 /* beaconrt: long-document inference with Activation Beacon and LongLLaMA memory layers. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
@@ -34,6 +35,15 @@ int main(int argc, char **argv)
         int help = 0;
         for (int i = 2; i < argc; i++)
             help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+        const char *step_tasks = getenv("SLURM_STEP_NUM_TASKS");
+        if (!help && !brt_mpi_launched() && step_tasks && strtol(step_tasks, NULL, 10) > 1) {
+            /* srun without MPI wire-up: N processes that would each run the whole job */
+            fprintf(stderr,
+                    "beaconrt %s: error: srun started %s tasks but none has MPI wire-up (launch with srun --mpi=pmix, "
+                    "or mpirun inside the allocation); refusing to run %s independent copies\n",
+                    cmd, step_tasks, step_tasks);
+            return 1;
+        }
         if (brt_mpi_launched() && !help) {
             brt_err err;
             if (brt_mpi_transport_create(&argc, &argv, &g_cli_tr, &err) != BRT_OK) {

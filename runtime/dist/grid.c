@@ -69,8 +69,13 @@ brt_status brt_grid_init(brt_grid *g, int32_t world, int32_t rank, int32_t pp, i
         pp = dp > 0 && world % dp == 0 ? world / dp : 0;
     else if (dp <= 0)
         dp = world % pp == 0 ? world / pp : 0;
-    if (pp <= 0 || dp <= 0 || pp * dp != world)
+    if (pp <= 0 || dp <= 0 || pp * dp != world) {
+        if (pp > 0 && dp <= 0)
+            return brt_errf(err, BRT_ERR_INVALID, "--pp %d does not divide the %d ranks of the job", pp, world);
+        if (dp > 0 && pp <= 0)
+            return brt_errf(err, BRT_ERR_INVALID, "--dp %d does not divide the %d ranks of the job", dp, world);
         return brt_errf(err, BRT_ERR_INVALID, "--pp %d x --dp %d does not match the %d ranks of the job", pp, dp, world);
+    }
     if (pp > cfg->n_layers)
         return brt_errf(err, BRT_ERR_INVALID, "--pp %d: more pipeline stages than the model's %d layers", pp,
                         cfg->n_layers);
