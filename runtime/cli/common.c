@@ -79,8 +79,11 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
     case 1024:
         if (!num(arg, 0, 1L << 30, &v))
             return -1;
-        if (opt == 1003) /* v1 reads a list, v2 an integer; both parse either */
-            json_object_set_new(c->overrides, "beacon_stride", json_integer(v));
+        if (opt == 1003) { /* a list: an integer stride would mark the config as v2 */
+            json_t *l = json_array();
+            json_array_append_new(l, json_integer(v));
+            json_object_set_new(c->overrides, "beacon_stride", l);
+        }
         else
             json_object_set_new(c->overrides,
                                 opt == 1002 ? "beacon_window" : opt == 1009 ? "last_context_length" : "beacon_sink_size",
