@@ -289,9 +289,6 @@ static brt_status parse_beacon(reader *r, int version, brt_model_config *c)
             return unsupported(r, "beacon_attn",
                                "interleaved beacons need full-coverage (the official step-expansion mask for "
                                "interleave indexes the wrong columns)");
-        for (int i = 0; i < b->n_ratios; i++)
-            if (b->pos == BRT_BEACON_POS_INTERLEAVE && b->ratios[i] == 0)
-                return unsupported(r, "beacon_ratio", "ratio 0 with interleaved beacons");
         BRT_TRY(opt_int(r, "beacon_sink_size", 0, 1 << 20, 0, &b->sink_size));
         BRT_TRY(check_str(r, "beacon_embed_init"));
         const char *init = opt_str(r, "beacon_embed_init", "eos");
