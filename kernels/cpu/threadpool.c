@@ -1,14 +1,18 @@
 #include "cpu/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
 #include "base/log.h"
 
 /* Workers spin briefly for the next run before sleeping: decode runs many small ops per
- * token, and a condition-variable wake-up per op would dominate them. */
-#define SPIN_ITERS 20000
+ * token, and a condition-variable wake-up per op would dominate them. Spinning is bounded and
+ * yields: when the machine has more runnable threads than cores (ranks sharing a node, other
+ * work), a spinning thread would otherwise take the core the thread it waits for needs. */
+#define SPIN_ITERS 4000
+#define SPIN_BEFORE_YIELD 64
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -56,8 +60,10 @@ static void *worker(void *va)
         uint64_t g;
         int spins = 0;
         while ((g = atomic_load(&p->gen)) == seen && spins < SPIN_ITERS) {
-            spins++;
-            cpu_relax();
+            if (++spins % SPIN_BEFORE_YIELD == 0)
+                sched_yield();
+            else
+                cpu_relax();
         }
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
@@ -134,6 +140,9 @@ void brt_pool_run(brt_pool *p, int64_t n_tasks, brt_task_fn fn, void *arg)
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     drain(p, 0);
-    while (atomic_load(&p->busy) > 0)
-        cpu_relax();
+    for (int spins = 0; atomic_load(&p->busy) > 0;)
+        if (++spins % SPIN_BEFORE_YIELD == 0)
+            sched_yield();
+        else
+            cpu_relax();
 }

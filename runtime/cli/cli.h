@@ -81,5 +81,7 @@ int cli_read_ids(const char *spec, int32_t **ids, size_t *n);
 char *cli_read_file(const char *path, size_t *len);
 
 int cli_fail(const char *cmd, const brt_err *err);
+/* An id outside [0, vocab) is an error naming the ids file (spec) and the position. */
+int cli_check_ids(const char *cmd, const char *spec, const int32_t *ids, size_t n, int32_t vocab);
 
 #endif

@@ -144,6 +144,11 @@ int cmd_generate(int argc, char **argv)
         rc = brt_node_run(node, &err) == BRT_OK ? 0 : cli_fail("generate", &err);
         goto cleanup;
     }
+    if (ids_spec && cli_check_ids("generate", ids_spec, ids, n_ids, node->model.cfg.vocab_size) != 0) {
+        if (g_cli_tr && g_cli_tr->world > 1)
+            g_cli_tr->abort(g_cli_tr, 1);
+        goto cleanup;
+    }
     if (!ids) {
         if (brt_tokenizer_encode(node->model.tok, prompt, strlen(prompt), 1, &ids, &n_ids, &err) != BRT_OK) {
             rc = cli_fail("generate", &err);

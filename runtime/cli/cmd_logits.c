@@ -71,6 +71,11 @@ int cmd_logits(int argc, char **argv)
         rc = brt_node_run(node, &err) == BRT_OK ? 0 : cli_fail("logits", &err);
         goto cleanup;
     }
+    if (ids_spec && cli_check_ids("logits", ids_spec, ids, n, node->model.cfg.vocab_size) != 0) {
+        if (g_cli_tr && g_cli_tr->world > 1)
+            g_cli_tr->abort(g_cli_tr, 1);
+        goto cleanup;
+    }
     logits_ctx lc = {0};
     if (brt_node_start_sched(node, on_done, &lc, &err) != BRT_OK) {
         rc = cli_fail("logits", &err);

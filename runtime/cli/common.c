@@ -338,6 +338,17 @@ int cli_read_ids(const char *spec, int32_t **ids, size_t *n)
     return rc;
 }
 
+int cli_check_ids(const char *cmd, const char *spec, const int32_t *ids, size_t n, int32_t vocab)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab) {
+            fprintf(stderr, "beaconrt %s: error: %s: token id %d at position %zu is out of the model's vocabulary [0, %d)\n",
+                    cmd, spec, ids[i], i, vocab);
+            return -1;
+        }
+    return 0;
+}
+
 int cli_fail(const char *cmd, const brt_err *err)
 {
     fprintf(stderr, "beaconrt %s: error: %s\n", cmd, err->msg);

@@ -266,12 +266,21 @@ static brt_status parse_beacon(reader *r, int version, brt_model_config *c)
     }
     if (has(r, "retrieval_method"))
         return unsupported(r, "retrieval_method", "BM25 retrieval-guided ratios are not implemented");
-    /* ratio checks: one ratio is used as given; several are filtered like the official code */
-    for (int i = 0; i < b->n_ratios; i++) {
-        int32_t q = b->ratios[i];
-        if (b->n_ratios == 1 && q > 0 && b->stride % q != 0)
-            return unsupported(r, "beacon_ratio", "a ratio must divide beacon_stride");
+    /* one ratio is used as given (a ratio that does not divide the stride gives stride / r beacons,
+     * as in the official code); several are filtered like the official code, which must leave one */
+    if (b->n_ratios > 1) {
+        int usable = 0;
+        for (int i = 0; i < b->n_ratios; i++) {
+            int32_t q = b->ratios[i];
+            usable |= q <= b->stride && (q == 0 || b->stride % q == 0 ||
+                                         (version == 1 && b->attn == BRT_BEACON_ATTN_FULL_COVERAGE));
+        }
+        if (!usable)
+            return unsupported(r, "beacon_ratio", "no listed ratio divides beacon_stride");
     }
+    for (int i = 0; i < b->n_ratios; i++)
+        if (b->ratios[i] > b->stride && b->n_ratios == 1)
+            return unsupported(r, "beacon_ratio", "a ratio larger than beacon_stride gives no beacons");
     if (version == 2) {
         BRT_TRY(check_str(r, "beacon_pos"));
         const char *pos = opt_str(r, "beacon_pos", "interleave");
@@ -527,6 +536,8 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
     } else if (is_beacon) {
         c->policy = v2 ? BRT_POLICY_BEACON_V2 : BRT_POLICY_BEACON_V1;
         TRY(parse_beacon(r, v2 ? 2 : 1, c));
+    } else if (forced) {
+        c->policy = BRT_POLICY_FULL; /* --policy full on a long-context checkpoint: its fields rest */
     } else {
         c->policy = BRT_POLICY_FULL;
         static const char *const only[] = {"beacon_stride", "beacon_attn", "beacon_param", "beacon_ratio_mix",
