@@ -3,15 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
+#include "hash.h"
+
+static uint64_t hash_str(const char *s) { return brt_fnv1a(BRT_FNV_INIT, s, strlen(s)); }
 
 void brt_strmap_init(brt_strmap *m) { memset(m, 0, sizeof *m); }
 

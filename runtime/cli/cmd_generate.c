@@ -178,26 +178,14 @@ int cmd_generate(int argc, char **argv)
     int32_t n_gen = g.job->n_gen;
     char *text = NULL;
     size_t text_len = 0;
-    if (node->model.tok) {
-        /* the continuation as it reads after the prompt: pieces joined, no leading-space rule */
-        size_t cap = (size_t)n_gen * 16 + 16;
-        text = malloc(cap);
-        for (int32_t i = 0; text && i < n_gen; i++) {
-            char buf[64];
-            if (gen[i] == node->model.cfg.eos_id && !ignore_eos)
-                break;
-            size_t n = brt_tokenizer_token_bytes(node->model.tok, gen[i], buf, sizeof buf);
-            if (text_len + n + 1 > cap) {
-                cap = cap * 2 + n;
-                text = realloc(text, cap);
-                if (!text)
-                    break;
-            }
-            memcpy(text + text_len, buf, n);
-            text_len += n;
+    if (node->model.tok) { /* the continuation as it reads after the prompt, up to EOS */
+        int32_t n_text = 0;
+        while (n_text < n_gen && (ignore_eos || gen[n_text] != node->model.cfg.eos_id))
+            n_text++;
+        if (brt_tokenizer_join(node->model.tok, gen, (size_t)n_text, &text, &text_len, &err) != BRT_OK) {
+            rc = cli_fail("generate", &err);
+            goto cleanup;
         }
-        if (text)
-            text[text_len] = '\0';
     }
     if (as_json) {
         json_t *o = json_object(), *a = json_array();

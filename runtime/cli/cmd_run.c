@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/buf.h"
+#include "base/hash.h"
 #include "base/log.h"
 #include "cli.h"
 #include "sched/batchio.h"
@@ -46,13 +48,7 @@ typedef struct run_ctx {
     brt_err io_err;
 } run_ctx;
 
-static uint64_t id_seed(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
+static uint64_t id_seed(const char *s) { return brt_fnv1a(BRT_FNV_INIT, s, strlen(s)); }
 
 static void write_line(run_ctx *rc, const char *id, char *line)
 {
@@ -86,6 +82,41 @@ static size_t tok_text(const brt_tokenizer *t, int32_t id, char *buf, size_t cap
     return brt_tokenizer_token_bytes(t, id, buf, cap);
 }
 
+/* Logprob entries of one returned token (OpenAI's "logprobs" object, one entry per token). */
+typedef struct lp_rows {
+    const char **tokens;
+    float *lps;
+    int32_t *offs;
+    const char **top_tok;
+    float *top_lp;
+    char **owned;
+    int32_t n, n_owned, k;
+} lp_rows;
+
+static const char *own(lp_rows *r, const char *buf, size_t n) { return r->owned[r->n_owned++] = strndup(buf, n); }
+
+/* One token of the output: its bytes go to the text, its logprob entry to rows (when asked). */
+static int add_token(run_ctx *rc, brt_buf *text, lp_rows *rows, int32_t token, float lp, const brt_tok_lp *top,
+                     int have_top, size_t offset, size_t *nbytes)
+{
+    char buf[256];
+    size_t n = tok_text(rc->tok, token, buf, sizeof buf);
+    *nbytes = n;
+    if (rows) {
+        int32_t i = rows->n++;
+        rows->tokens[i] = own(rows, buf, n);
+        rows->lps[i] = lp;
+        rows->offs[i] = (int32_t)offset;
+        for (int32_t j = 0; j < rows->k; j++) {
+            char b2[256];
+            size_t n2 = top ? tok_text(rc->tok, top[j].token, b2, sizeof b2) : 0;
+            rows->top_tok[(int64_t)i * rows->k + j] = own(rows, b2, n2);
+            rows->top_lp[(int64_t)i * rows->k + j] = top && have_top ? top[j].logprob : NAN;
+        }
+    }
+    return text ? brt_buf_append(text, buf, n) : 0;
+}
+
 static void on_done(void *ctx, brt_job *job)
 {
     run_ctx *rc = ctx;
@@ -94,102 +125,59 @@ static void on_done(void *ctx, brt_job *job)
         write_error(rc, job->name, job->err_status ? job->err_status : BRT_ERR_INTERNAL, job->error);
         return;
     }
-    const brt_tokenizer *tok = rc->tok;
     const int echo = req->echo, k = req->logprobs > 0 ? req->logprobs : 0, want_lp = req->logprobs >= 0;
     /* generated tokens that count as text: stop before EOS */
-    int32_t n_gen = job->n_gen, n_text = n_gen;
+    const int32_t n_gen = job->n_gen;
     const int32_t *gen = job->tokens + job->prompt_len;
+    int32_t n_text = n_gen;
     if (n_text > 0 && gen[n_text - 1] == rc->eos && !job->ignore_eos)
         n_text--;
-    size_t cap = 64 + (size_t)(job->prompt_len + n_gen) * 16 + (echo && req->prompt ? strlen(req->prompt) : 0);
-    char *text = malloc(cap);
-    size_t len = 0;
-    int32_t n_lp = (int32_t)((echo ? job->prompt_len : 0) + n_text);
-    const char **tokens = want_lp ? calloc((size_t)n_lp + 1, sizeof *tokens) : NULL;
-    float *lps = want_lp ? calloc((size_t)n_lp + 1, sizeof *lps) : NULL;
-    int32_t *offs = want_lp ? calloc((size_t)n_lp + 1, sizeof *offs) : NULL;
-    const char **top_tok = want_lp && k ? calloc((size_t)n_lp * k + 1, sizeof *top_tok) : NULL;
-    float *top_lp = want_lp && k ? calloc((size_t)n_lp * k + 1, sizeof *top_lp) : NULL;
-    char **owned = calloc((size_t)(n_lp + 1) * (k + 1), sizeof *owned);
-    int32_t n_owned = 0, li = 0;
-    if (!text || !owned || (want_lp && (!tokens || !lps || !offs)) || (want_lp && k && (!top_tok || !top_lp))) {
+    const size_t n_lp = (size_t)((echo ? job->prompt_len : 0) + n_text) + 1;
+    lp_rows rows = {0}, *lr = want_lp ? &rows : NULL;
+    brt_buf text = {0};
+    int oom = 0;
+    if (want_lp) {
+        rows.k = k;
+        rows.tokens = calloc(n_lp, sizeof *rows.tokens);
+        rows.lps = calloc(n_lp, sizeof *rows.lps);
+        rows.offs = calloc(n_lp, sizeof *rows.offs);
+        rows.top_tok = calloc(n_lp * (size_t)(k ? k : 1), sizeof *rows.top_tok);
+        rows.top_lp = calloc(n_lp * (size_t)(k ? k : 1), sizeof *rows.top_lp);
+        rows.owned = calloc(n_lp * (size_t)(k + 1), sizeof *rows.owned);
+        oom = !rows.tokens || !rows.lps || !rows.offs || !rows.top_tok || !rows.top_lp || !rows.owned;
+    }
+    /* echo: the prompt as the user gave it (its text, or its tokens' text), with each prompt
+     * token's logprob (none for the first) */
+    if (echo && !oom) {
+        if (req->prompt)
+            oom |= brt_buf_append(&text, req->prompt, strlen(req->prompt)) != 0;
+        const size_t plen = text.len;
+        size_t at = 0, nb; /* bytes the prompt tokens add up to here */
+        for (int64_t i = 0; i < job->prompt_len && !oom; i++) {
+            size_t off = req->prompt ? (at < plen ? at : plen) : text.len;
+            oom |= add_token(rc, req->prompt ? NULL : &text, lr, job->tokens[i],
+                             job->prompt_logprob ? job->prompt_logprob[i] : NAN,
+                             job->prompt_top ? &job->prompt_top[i * k] : NULL, i > 0, off, &nb) != 0;
+            at += nb;
+        }
+    }
+    const size_t gen_start = text.len;
+    size_t nb;
+    for (int32_t i = 0; i < n_text && !oom; i++)
+        oom |= add_token(rc, &text, lr, gen[i], job->gen_logprob[i], job->gen_top ? &job->gen_top[(int64_t)i * k] : NULL,
+                         1, text.len, &nb) != 0;
+    oom |= brt_buf_append(&text, "", 0) != 0;
+    if (oom) {
         write_error(rc, job->name, BRT_ERR_NOMEM, "out of memory formatting the result");
         goto out;
     }
-#define OWN(s) (owned[n_owned++] = (s))
-    /* echo: the prompt as given (its text), its tokens with their logprobs */
-    if (echo) {
-        if (req->prompt) {
-            memcpy(text, req->prompt, strlen(req->prompt));
-        }
-        size_t plen = req->prompt ? strlen(req->prompt) : 0;
-        size_t tl = 0;
-        for (int64_t i = 0; i < job->prompt_len; i++) {
-            char buf[64];
-            size_t n = tok_text(tok, job->tokens[i], buf, sizeof buf);
-            if (!req->prompt) {
-                if (len + n + 1 > cap) {
-                    cap = cap * 2 + n;
-                    char *nt = realloc(text, cap);
-                    if (!nt)
-                        break;
-                    text = nt;
-                }
-                memcpy(text + len, buf, n);
-            }
-            if (want_lp) {
-                tokens[li] = OWN(strndup(buf, n));
-                offs[li] = (int32_t)(req->prompt ? (tl < plen ? tl : plen) : len);
-                lps[li] = job->prompt_logprob ? job->prompt_logprob[i] : NAN;
-                for (int32_t j = 0; j < k; j++) {
-                    const brt_tok_lp *t = job->prompt_top ? &job->prompt_top[i * k + j] : NULL;
-                    char b2[64];
-                    size_t n2 = t ? tok_text(tok, t->token, b2, sizeof b2) : 0;
-                    top_tok[li * k + j] = OWN(strndup(b2, n2));
-                    top_lp[li * k + j] = t && i > 0 ? t->logprob : NAN;
-                }
-                li++;
-            }
-            tl += n;
-            if (!req->prompt)
-                len += n;
-        }
-        if (req->prompt)
-            len = plen;
+    if (job->text_cut >= 0 && gen_start + (size_t)job->text_cut < text.len) {
+        text.len = gen_start + (size_t)job->text_cut; /* a stop string: the text ends before it */
+        text.data[text.len] = '\0';
     }
-    size_t gen_start = len;
-    for (int32_t i = 0; i < n_text; i++) {
-        char buf[64];
-        size_t n = tok_text(tok, gen[i], buf, sizeof buf);
-        if (len + n + 1 > cap) {
-            cap = cap * 2 + n;
-            char *nt = realloc(text, cap);
-            if (!nt)
-                break;
-            text = nt;
-        }
-        if (want_lp) {
-            tokens[li] = OWN(strndup(buf, n));
-            offs[li] = (int32_t)len;
-            lps[li] = job->gen_logprob[i];
-            for (int32_t j = 0; j < k; j++) {
-                const brt_tok_lp *t = &job->gen_top[(int64_t)i * k + j];
-                char b2[64];
-                size_t n2 = tok_text(tok, t->token, b2, sizeof b2);
-                top_tok[li * k + j] = OWN(strndup(b2, n2));
-                top_lp[li * k + j] = t->logprob;
-            }
-            li++;
-        }
-        memcpy(text + len, buf, n);
-        len += n;
-    }
-    if (job->text_cut >= 0 && gen_start + (size_t)job->text_cut < len)
-        len = gen_start + (size_t)job->text_cut; /* a stop string: the text ends before it */
-    text[len] = '\0';
-    brt_completion c = {text, len, job->finish_reason ? job->finish_reason : "length", (int32_t)job->prompt_len,
-                        n_gen, want_lp ? (size_t)li : 0, want_lp ? tokens : NULL, lps, offs, k,
-                        (const char *const *)top_tok, top_lp};
+    brt_completion c = {text.data, text.len, job->finish_reason ? job->finish_reason : "length",
+                        (int32_t)job->prompt_len, n_gen, lr ? (size_t)rows.n : 0, lr ? rows.tokens : NULL,
+                        rows.lps, rows.offs, k, (const char *const *)rows.top_tok, rows.top_lp};
     char *line = NULL;
     brt_err e;
     if (brt_batch_format_success(job->name, rc->model_name, (int64_t)time(NULL), &c, &line, &e) != BRT_OK)
@@ -200,17 +188,16 @@ static void on_done(void *ctx, brt_job *job)
         rc->gen_tokens += n_gen;
         rc->prompt_tokens += job->prompt_len;
     }
-#undef OWN
 out:
-    for (int32_t i = 0; i < n_owned; i++)
-        free(owned[i]);
-    free(owned);
-    free(text);
-    free(tokens);
-    free(lps);
-    free(offs);
-    free(top_tok);
-    free(top_lp);
+    for (int32_t i = 0; i < rows.n_owned; i++)
+        free(rows.owned[i]);
+    free(rows.owned);
+    free(rows.tokens);
+    free(rows.lps);
+    free(rows.offs);
+    free(rows.top_tok);
+    free(rows.top_lp);
+    brt_buf_free(&text);
 }
 
 int cmd_run(int argc, char **argv)
@@ -348,7 +335,8 @@ int cmd_run(int argc, char **argv)
         }
         submitted++;
     }
-    brt_log_info("%lld requests to run (%zu lines, %zu already answered, %zu refused at parsing), policy %s, %d ranks "
+    if (!c.quiet)
+        brt_log_info("%lld requests to run (%zu lines, %zu already answered, %zu refused at parsing), policy %s, %d ranks "
                  "(%d x %d)",
                  (long long)submitted, total, done_before, ctx.batch.n_bad, brt_policy_name(cfg->policy),
                  node->grid.world, node->grid.dp, node->grid.pp);
@@ -363,7 +351,8 @@ int cmd_run(int argc, char **argv)
         rc = cli_fail("run", &ctx.io_err);
         goto close;
     }
-    brt_log_info("done: %lld ok, %lld failed; %lld prompt + %lld generated tokens in %.1fs (%.0f tok/s); output %s",
+    if (!c.quiet)
+        brt_log_info("done: %lld ok, %lld failed; %lld prompt + %lld generated tokens in %.1fs (%.0f tok/s); output %s",
                  (long long)ctx.ok, (long long)ctx.failed, (long long)ctx.prompt_tokens, (long long)ctx.gen_tokens, dt,
                  dt > 0 ? (ctx.prompt_tokens + ctx.gen_tokens) / dt : 0, out_path);
     rc = 0;

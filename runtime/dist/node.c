@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "base/hash.h"
 #include "base/log.h"
 #include "brt.pb-c.h"
 #include "dist/wire.h"
@@ -134,23 +135,12 @@ int64_t brt_node_default_kv_budget(int32_t local_ranks, int64_t weight_bytes)
     return b < ((int64_t)256 << 20) ? ((int64_t)256 << 20) : b;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static uint64_t config_hash(const brt_node *n)
 {
-    uint64_t h = 1469598103934665603ULL;
-    h = fnv(h, &n->model.cfg, sizeof n->model.cfg); /* zeroed before parsing: no stray padding */
-    h = fnv(h, n->grid.layers, sizeof(int32_t) * (size_t)(n->grid.pp + 1));
+    uint64_t h = brt_fnv1a(BRT_FNV_INIT, &n->model.cfg, sizeof n->model.cfg); /* zeroed before parsing */
+    h = brt_fnv1a(h, n->grid.layers, sizeof(int32_t) * (size_t)(n->grid.pp + 1));
     int32_t knobs[4] = {n->max_rows, n->prefill_chunk, n->block_bytes, n->grid.dp};
-    return fnv(h, knobs, sizeof knobs);
+    return brt_fnv1a(h, knobs, sizeof knobs);
 }
 
 static brt_status send_pb(brt_node *n, int32_t dst, int32_t tag, const ProtobufCMessage *m, void *payload,

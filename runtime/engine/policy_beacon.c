@@ -15,6 +15,17 @@
 
 /* ---- planner ------------------------------------------------------------------------- */
 
+/* The current window [*s, *e) over the available tokens; 1 when it is full (W tokens). */
+static int window(const brt_plan *p, const brt_beacon_config *b, int64_t avail, int64_t *s, int64_t *e)
+{
+    *s = p->start;
+    *e = *s + b->window;
+    if (*e <= avail)
+        return 1;
+    *e = avail;
+    return 0;
+}
+
 static void beacon_step_head(brt_plan *p, brt_step *st)
 {
     st->index = p->next_index++;
@@ -29,10 +40,8 @@ static int v1_plan_next(brt_plan *p, const brt_model_config *cfg, const int32_t 
     const brt_beacon_config *b = &cfg->beacon;
     if (p->fed >= avail)
         return 0;
-    int64_t s = p->start, e = s + b->window;
-    int full = e <= avail;
-    if (!full)
-        e = avail;
+    int64_t s, e;
+    const int full = window(p, b, avail, &s, &e);
     const int32_t n_new = (int32_t)(e - p->fed), w = (int32_t)(e - s), slot0 = (int32_t)(p->fed - s);
     int32_t r = 0, k = 0, keep = w;
     int64_t next = s;
@@ -102,10 +111,8 @@ static int v2_interleave_plan(brt_plan *p, const brt_model_config *cfg, const in
                               brt_step *st, brt_err *err)
 {
     const brt_beacon_config *b = &cfg->beacon;
-    int64_t s = p->start, e = s + b->window;
-    int full = e <= avail;
-    if (!full)
-        e = avail;
+    int64_t s, e;
+    const int full = window(p, b, avail, &s, &e);
     const int32_t n = (int32_t)(e - p->fed);
     int32_t r;
     if (p->prev_full) {
@@ -155,10 +162,8 @@ static int v2_append_plan(brt_plan *p, const brt_model_config *cfg, const int32_
                           brt_step *st, brt_err *err)
 {
     const brt_beacon_config *b = &cfg->beacon;
-    int64_t s = p->start, e = s + b->window;
-    int full = e <= avail;
-    if (!full)
-        e = avail;
+    int64_t s, e;
+    const int full = window(p, b, avail, &s, &e);
     const int32_t n = (int32_t)(e - p->fed), R = p->raw;
     int32_t r = 0, k = 0;
     if (full) {

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/buf.h"
+#include "base/hash.h"
 #include "sentencepiece_model.pb-c.h"
 
 #define SPACE_SYMBOL "\xE2\x96\x81" /* U+2581, sentencepiece's escaped space */
@@ -101,11 +103,7 @@ static size_t utf8_char_len(const unsigned char *s, size_t avail)
 
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
+    uint64_t h = brt_fnv1a(BRT_FNV_INIT, s, n);
     return h ^ (h >> 29);
 }
 
@@ -892,4 +890,25 @@ size_t brt_tokenizer_token_bytes(const brt_tokenizer *tok, int32_t id, char *buf
         }
     }
     return o;
+}
+
+brt_status brt_tokenizer_join(const brt_tokenizer *tok, const int32_t *ids, size_t n, char **text, size_t *len,
+                              brt_err *err)
+{
+    brt_buf b = {0};
+    for (size_t i = 0; i < n; i++) {
+        char piece[256];
+        size_t k = brt_tokenizer_token_bytes(tok, ids[i], piece, sizeof piece);
+        if (brt_buf_append(&b, piece, k) != 0) {
+            brt_buf_free(&b);
+            return brt_errf(err, BRT_ERR_NOMEM, "out of memory joining %zu tokens", n);
+        }
+    }
+    if (brt_buf_append(&b, "", 0) != 0) {
+        brt_buf_free(&b);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    }
+    *text = b.data;
+    *len = b.len;
+    return BRT_OK;
 }

@@ -77,4 +77,10 @@ int brt_tokenizer_piece_type(const brt_tokenizer *tok, int32_t id);
 /* Piece id of an exact piece string (e.g. "</s>"), or -1. */
 int32_t brt_tokenizer_piece_id(const brt_tokenizer *tok, const char *piece, size_t len);
 
+/* The bytes the tokens add in a stream, concatenated (brt_tokenizer_token_bytes of each: no
+ * first-piece rule; a continuation reads as it follows its prompt). *text is malloc'ed, NUL-
+ * terminated. */
+brt_status brt_tokenizer_join(const brt_tokenizer *tok, const int32_t *ids, size_t n, char **text, size_t *len,
+                              brt_err *err);
+
 #endif

@@ -485,24 +485,11 @@ static int check_stop(brt_sched *s, brt_job *j)
 {
     if (!j->n_stop)
         return 0;
-    size_t cap = (size_t)j->n_gen * 32 + 64, len = 0;
-    char *text = malloc(cap);
-    if (!text)
+    char *text;
+    size_t len;
+    brt_err e;
+    if (brt_tokenizer_join(s->o.tok, j->tokens + j->prompt_len, (size_t)j->n_gen, &text, &len, &e) != BRT_OK)
         return 0;
-    for (int32_t i = 0; i < j->n_gen; i++) {
-        char buf[64];
-        size_t n = brt_tokenizer_token_bytes(s->o.tok, j->tokens[j->prompt_len + i], buf, sizeof buf);
-        if (len + n + 1 > cap) {
-            char *nt = realloc(text, cap * 2 + n);
-            if (!nt)
-                break;
-            text = nt;
-            cap = cap * 2 + n;
-        }
-        memcpy(text + len, buf, n);
-        len += n;
-    }
-    text[len] = '\0';
     int hit = 0;
     for (int i = 0; i < j->n_stop; i++) {
         char *f = j->stop[i][0] ? strstr(text, j->stop[i]) : NULL;
