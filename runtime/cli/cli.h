@@ -41,7 +41,7 @@ typedef struct cli_common {
     {"dp", required_argument, 0, 1018}, {"quiet", no_argument, 0, 1019},                        \
     {"config", required_argument, 0, 1020}, {"max-inflight", required_argument, 0, 1021},       \
     {"timeout", required_argument, 0, 1022}, {"beacon-pos", required_argument, 0, 1023},        \
-    {"beacon-sink-size", required_argument, 0, 1024}
+    {"beacon-sink-size", required_argument, 0, 1024}, {"max-jobs", required_argument, 0, 1025}
 
 #define CLI_COMMON_HELP                                                                          \
     "model and long-context policy:\n"                                                           \
@@ -65,7 +65,8 @@ typedef struct cli_common {
     "  --isa I                  avx512 | avx2 | generic (default: best available)\n"             \
     "  --kv-budget-mb N         long-context state memory per pipeline stage\n"                  \
     "  --max-rows N             rows per micro-batch\n"                                          \
-    "  --prefill-chunk N        full policy: tokens per prefill step (default 512)\n"            \
+    "  --prefill-chunk N        full policy: tokens per prefill step (default 512)\n"                  \
+    "  --max-jobs N             jobs running at once per pipeline (default 64)\n"            \
     "  --quiet                  no progress lines\n"
 
 void cli_common_init(cli_common *c);

@@ -147,6 +147,11 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
             c->node.dp = (int32_t)v;
         return 1;
     case 1019: c->quiet = 1; c->node.progress = 0; return 1;
+    case 1025:
+        if (!num(arg, 1, 1 << 20, &v))
+            return -1;
+        c->node.max_jobs = (int32_t)v;
+        return 1;
     case 1020: c->config_path = arg; return 1;
     case 1021:
         if (!num(arg, 1, 1 << 16, &v))
@@ -224,6 +229,7 @@ static int apply_preset(cli_common *c, const char *cmd)
         {"resources", "max_rows", 0, &c->node.max_rows},
         {"resources", "max_inflight", 0, &c->node.max_inflight},
         {"resources", "prefill_chunk", 0, &c->node.prefill_chunk},
+        {"resources", "max_jobs", 0, &c->node.max_jobs},
         {"resources", "timeout", 1, &c->node.timeout},
     };
     for (const char *sect = "parallel"; sect; sect = !strcmp(sect, "parallel") ? "resources" : NULL) {

@@ -306,7 +306,8 @@ brt_status brt_node_start_sched(brt_node *n, brt_job_done_fn on_done, void *ctx,
     if (n->grid.rank != 0)
         return BRT_OK;
     brt_sched_opts so = {&n->model.cfg, n->model.tok, n->grid.dp, n->grid.pp, n->grid.layers, n->kv_budget_min,
-                         n->block_bytes, n->max_rows, n->max_inflight, n->prefill_chunk, on_done, ctx};
+                         n->block_bytes, n->max_rows, n->max_inflight, n->prefill_chunk, n->o.max_jobs, on_done,
+                         ctx};
     return brt_sched_create(&so, &n->sched, err);
 }
 

@@ -25,6 +25,7 @@ typedef struct brt_node_opts {
     int32_t max_rows;         /* rows per micro-batch (0 = default) */
     int32_t max_inflight;     /* micro-batches in flight per pipeline (0 = 2 x stages) */
     int32_t prefill_chunk;    /* full policy: rows per prefill step (0 = 512) */
+    int32_t max_jobs;         /* jobs running at once per pipeline (0 = 64) */
     double timeout;           /* seconds a rank waits for a peer before failing (0 = 600) */
     int progress;             /* print progress lines on stderr */
     const char *trace_path;   /* write per-micro-batch timings of every rank here (rank 0) */

@@ -150,8 +150,10 @@ brt_status brt_plan_state_need(const brt_model_config *cfg, int64_t prompt_len, 
         }
         out->steps++;
         /* memory only grows (its last size is its peak); the open window / local cache holds, at
-         * most, its slots before a step plus the step's rows */
-        int64_t raw_t = (int64_t)s.expect_raw + s.n_rows;
+         * most, its slots before a step plus the step's rows that enter it */
+        /* beacon rows never enter the window, except v2's interleaved slots */
+        int interleaved = cfg->policy == BRT_POLICY_BEACON_V2 && cfg->beacon.pos == BRT_BEACON_POS_INTERLEAVE;
+        int64_t raw_t = (int64_t)s.expect_raw + (interleaved ? s.n_rows : s.n_raw);
         if (raw_t > out->raw)
             out->raw = raw_t;
         if (p.sink > out->sink)

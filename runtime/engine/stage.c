@@ -262,15 +262,17 @@ static void embed(brt_stage *s, brt_microbatch *mb, brt_job_state **js, float *h
     }
 }
 
-/* Logits rows of one step: the last raw row (SAMPLE) or every raw row (SCORE, FULL), computed
- * LOGIT_ROWS at a time and reduced at once to what the job asked for. */
-static void step_results(brt_stage *s, const brt_step *st, const float *hidden, brt_step_result *r)
+/* The last stage's outputs. Every row that needs logits (the last raw row of a step that samples,
+ * every raw row of a step that scores or returns logits), whatever step it belongs to, goes through
+ * the final norm and lm_head LOGIT_ROWS at a time: a micro-batch of decode steps reads lm_head
+ * once, not once per job. */
+typedef struct logit_row {
+    int32_t step, row, raw_idx; /* row within the step, index among its raw rows */
+    int32_t mb_row;             /* row within the micro-batch */
+} logit_row;
+
+static void prepare_result(brt_stage *s, const brt_step *st, brt_step_result *r)
 {
-    brt_backend *be = s->o.be;
-    int32_t last_raw = -1;
-    for (int32_t q = 0; q < st->n_rows; q++)
-        if (st->kind[q] == BRT_ROW_RAW)
-            last_raw = q;
     const int need_all = (st->logits & (BRT_LOGITS_SCORE | BRT_LOGITS_FULL)) != 0;
     const int32_t k = st->top_k < 0 ? 0 : st->top_k > 20 ? 20 : st->top_k;
     r->top_k = k;
@@ -287,49 +289,50 @@ static void step_results(brt_stage *s, const brt_step *st, const float *hidden, 
     }
     if ((st->logits & BRT_LOGITS_SAMPLE) && k)
         r->sampled_top = calloc((size_t)k, sizeof(brt_tok_lp));
-    int32_t rows[LOGIT_ROWS], ridx[LOGIT_ROWS], n = 0, raw_i = 0;
-    for (int32_t q = 0; q <= last_raw; q++) {
-        if (st->kind[q] != BRT_ROW_RAW)
-            continue;
-        if (need_all || q == last_raw) {
-            rows[n] = q;
-            ridx[n++] = raw_i;
-        }
-        raw_i++;
-        if (n < LOGIT_ROWS && q != last_raw)
-            continue;
-        for (int32_t j = 0; j < n; j++)
-            memcpy(s->xn + (int64_t)j * s->dim, hidden + (int64_t)rows[j] * s->dim, (size_t)s->dim * sizeof(float));
-        be->rmsnorm(be, s->xn, s->dim, s->w.final_norm, s->cfg.rms_eps, s->xn, s->dim, n, s->dim);
-        be->logits(be, s->xn, s->dim, n, &s->w.lm_head, s->logits, s->vocab);
-        for (int32_t j = 0; j < n; j++) {
-            const float *lg = s->logits + (int64_t)j * s->vocab;
-            const int32_t row = rows[j], ri = ridx[j];
-            if (r->full)
-                memcpy(r->full + (int64_t)ri * s->vocab, lg, (size_t)s->vocab * sizeof(float));
-            double lse = 0;
-            if (r->n_scored || (st->logits & BRT_LOGITS_SAMPLE))
-                lse = brt_logsumexp(lg, s->vocab);
-            if (r->n_scored) {
-                int32_t t = st->target[row];
-                r->target_logprob[ri] = t >= 0 && t < s->vocab ? (float)(lg[t] - lse) : NAN;
-                if (k)
-                    brt_top_logprobs(lg, s->vocab, lse, k, r->scored_top + (int64_t)ri * k);
-            }
-            if ((st->logits & BRT_LOGITS_SAMPLE) && row == last_raw) {
-                r->sampled = brt_sample(lg, s->vocab, st->temperature, st->top_p, st->seed, st->draw, s->sample_work);
-                r->sampled_logprob = (float)(lg[r->sampled] - lse);
-                if (k)
-                    brt_top_logprobs(lg, s->vocab, lse, k, r->sampled_top);
-            }
-        }
-        n = 0;
+}
+
+static void row_result(brt_stage *s, const brt_step *st, brt_step_result *r, const logit_row *lr, int is_last_raw,
+                       const float *lg)
+{
+    const int32_t k = r->top_k;
+    if (r->full)
+        memcpy(r->full + (int64_t)lr->raw_idx * s->vocab, lg, (size_t)s->vocab * sizeof(float));
+    double lse = 0;
+    if (r->n_scored || (st->logits & BRT_LOGITS_SAMPLE))
+        lse = brt_logsumexp(lg, s->vocab);
+    if (r->n_scored) {
+        int32_t t = st->target[lr->row];
+        r->target_logprob[lr->raw_idx] = t >= 0 && t < s->vocab ? (float)(lg[t] - lse) : NAN;
+        if (k)
+            brt_top_logprobs(lg, s->vocab, lse, k, r->scored_top + (int64_t)lr->raw_idx * k);
     }
+    if ((st->logits & BRT_LOGITS_SAMPLE) && is_last_raw) {
+        r->sampled = brt_sample(lg, s->vocab, st->temperature, st->top_p, st->seed, st->draw, s->sample_work);
+        r->sampled_logprob = (float)(lg[r->sampled] - lse);
+        if (k)
+            brt_top_logprobs(lg, s->vocab, lse, k, r->sampled_top);
+    }
+}
+
+/* final norm + lm_head over the gathered rows, then each row's outputs */
+static void flush_logits(brt_stage *s, brt_microbatch *mb, brt_step_result *res, const float *hidden,
+                         const logit_row *batch, int32_t n, const int32_t *last_raw)
+{
+    brt_backend *be = s->o.be;
+    for (int32_t j = 0; j < n; j++)
+        memcpy(s->xn + (int64_t)j * s->dim, hidden + (int64_t)batch[j].mb_row * s->dim, (size_t)s->dim * sizeof(float));
+    be->rmsnorm(be, s->xn, s->dim, s->w.final_norm, s->cfg.rms_eps, s->xn, s->dim, n, s->dim);
+    be->logits(be, s->xn, s->dim, n, &s->w.lm_head, s->logits, s->vocab);
+    for (int32_t j = 0; j < n; j++)
+        row_result(s, &mb->steps[batch[j].step], &res[batch[j].step], &batch[j], batch[j].row == last_raw[batch[j].step],
+                   s->logits + (int64_t)j * s->vocab);
 }
 
 static void results(brt_stage *s, brt_microbatch *mb, const float *hidden, brt_step_result *res)
 {
-    int32_t off = 0;
+    logit_row batch[LOGIT_ROWS];
+    int32_t n = 0, off = 0;
+    int32_t *last_raw = malloc((size_t)(mb->n_steps ? mb->n_steps : 1) * sizeof *last_raw);
     for (int32_t i = 0; i < mb->n_steps; i++) {
         brt_step *st = &mb->steps[i];
         brt_step_result *r = &res[i];
@@ -337,13 +340,38 @@ static void results(brt_stage *s, brt_microbatch *mb, const float *hidden, brt_s
         r->job = st->job;
         r->index = st->index;
         r->sampled = -1;
+        last_raw[i] = -1;
+        for (int32_t q = 0; q < st->n_rows; q++)
+            if (st->kind[q] == BRT_ROW_RAW)
+                last_raw[i] = q;
         if (st->flags & BRT_STEP_FAILED) {
             r->failed = 1;
             snprintf(r->error, sizeof r->error, "%s", st->error);
         } else if (st->logits)
-            step_results(s, st, hidden + (int64_t)off * s->dim, r);
+            prepare_result(s, st, r);
+    }
+    /* every row that needs logits, in micro-batch order */
+    for (int32_t i = 0; i < mb->n_steps; i++) {
+        const brt_step *st = &mb->steps[i];
+        if (st->logits && !(st->flags & BRT_STEP_FAILED)) {
+            const int need_all = (st->logits & (BRT_LOGITS_SCORE | BRT_LOGITS_FULL)) != 0;
+            for (int32_t q = 0, ri = 0; q <= last_raw[i]; q++) {
+                if (st->kind[q] != BRT_ROW_RAW)
+                    continue;
+                if (need_all || q == last_raw[i])
+                    batch[n++] = (logit_row){i, q, ri, off + q};
+                ri++;
+                if (n == LOGIT_ROWS) {
+                    flush_logits(s, mb, res, hidden, batch, n, last_raw);
+                    n = 0;
+                }
+            }
+        }
         off += st->n_rows;
     }
+    if (n)
+        flush_logits(s, mb, res, hidden, batch, n, last_raw);
+    free(last_raw);
 }
 
 brt_status brt_stage_forward(brt_stage *s, brt_microbatch *mb, float *hidden, brt_step_result *res, brt_err *err)

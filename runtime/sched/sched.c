@@ -12,6 +12,7 @@
 
 typedef struct pipeline {
     brt_job *active;        /* circular list of running jobs */
+    int32_t n_active;
     int32_t inflight;
     int64_t *used;          /* [n_stages] reserved bytes */
     uint64_t *release;
@@ -40,6 +41,8 @@ brt_status brt_sched_create(const brt_sched_opts *o, brt_sched **out, brt_err *e
     if (!s)
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
     s->o = *o;
+    if (s->o.max_jobs <= 0)
+        s->o.max_jobs = 64;
     s->cfg = *o->cfg;
     s->o.cfg = &s->cfg;
     s->pol = brt_policy_ops_for(s->cfg.policy);
@@ -173,6 +176,8 @@ static void job_finish(brt_sched *s, brt_job *j)
     j->t_done = brt_now();
     if (j->pipeline >= 0) {
         pipeline *p = &s->pipes[j->pipeline];
+        if (j->next_active)
+            p->n_active--;
         active_remove(p, j);
         for (int32_t st = 0; st < s->o.n_stages; st++)
             p->used[st] -= j->reserved ? j->reserved[st] : 0;
@@ -333,6 +338,8 @@ static void admit(brt_sched *s, int32_t pi)
             continue;
         }
         scanned++;
+        if (p->n_active >= s->o.max_jobs)
+            break;
         if (!fits(s, p, j))
             continue;
         for (int32_t st = 0; st < s->o.n_stages; st++)
@@ -341,6 +348,7 @@ static void admit(brt_sched *s, int32_t pi)
         j->pipeline = pi;
         j->t_admit = brt_now();
         active_add(p, j);
+        p->n_active++;
         if (i == s->next_queued)
             s->next_queued++;
     }

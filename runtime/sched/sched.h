@@ -86,6 +86,7 @@ typedef struct brt_sched_opts {
     int32_t max_rows;           /* rows per micro-batch */
     int32_t max_inflight;       /* micro-batches in flight per pipeline */
     int32_t prefill_chunk;      /* rows per prefill step of the full policy */
+    int32_t max_jobs;           /* jobs running at once per pipeline (admission stops there) */
     brt_job_done_fn on_done;
     void *on_done_ctx;
 } brt_sched_opts;

@@ -6,7 +6,7 @@
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/dist.sh"
 
-layouts=("1" "2" "3" "2 --dp 2" "4 --pp 2 --dp 2" "1 --max-rows 128 --prefill-chunk 96 --max-inflight 1" "2 --max-inflight 1")
+layouts=("1" "2" "3" "2 --dp 2" "4 --pp 2 --dp 2" "1 --max-rows 128 --prefill-chunk 96 --max-inflight 1" "2 --max-inflight 1 --max-jobs 1")
 # golden folders carry no tokenizer: give them the 512-piece one so outputs have text
 with_tok() {
     mkdir -p "$TMP/m/$1"

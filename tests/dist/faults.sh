@@ -39,7 +39,7 @@ $PYTHON "$BRT_SOURCE_DIR/tests/tools/make_model.py" "$M" --hidden 256 --layers 4
     --set beacon_window=128 --set 'beacon_stride=[128]' --set 'beacon_ratio=[8]'
 $PYTHON "$BRT_SOURCE_DIR/tests/tools/make_batch.py" "$TMP/in.jsonl" text 24 900
 N=$(wc -l < "$TMP/in.jsonl")
-brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$TMP/ref.jsonl" --pp 2 --quiet 2>/dev/null || fail "reference run"
+brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$TMP/ref.jsonl" --pp 2 --max-jobs 2 --quiet 2>/dev/null || fail "reference run"
 $NORM "$TMP/ref.jsonl" "$N" > "$TMP/ref.norm"
 
 rank_pid() { # pid of world rank $1 of the beaconrt run writing $2
@@ -51,7 +51,7 @@ rank_pid() { # pid of world rank $1 of the beaconrt run writing $2
 kill_mid_run() { # kill -9 world rank $1 after some results are out; the run must end quickly
     rank=$1; out=$TMP/out.jsonl
     rm -f "$out"
-    ( if brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$out" --pp 2 --quiet >"$TMP/kill.out" 2>"$TMP/kill.err"
+    ( if brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$out" --pp 2 --max-jobs 2 --quiet >"$TMP/kill.out" 2>"$TMP/kill.err"
       then echo 0 > "$TMP/kill.rc"; else echo $? > "$TMP/kill.rc"; fi ) &
     bg=$!
     for _ in $(seq 1 600); do
@@ -71,7 +71,7 @@ kill_mid_run() { # kill -9 world rank $1 after some results are out; the run mus
     grep -q "process rank $rank .*signal 9" "$TMP/kill.err" || { cat "$TMP/kill.err"; fail "no message naming rank $rank"; }
     note "kill -9 of rank $rank after $(wc -l < "$out") of $N results: the run ended in ${dt}s (exit $rc): $(grep -m1 "process rank $rank" "$TMP/kill.err")"
     # rerun the same command: it resumes from the journal
-    brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$out" --pp 2 2>"$TMP/resume.err" || { cat "$TMP/resume.err"; fail "the rerun failed"; }
+    brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$out" --pp 2 --max-jobs 2 2>"$TMP/resume.err" || { cat "$TMP/resume.err"; fail "the rerun failed"; }
     grep -q "already answered" "$TMP/resume.err" || fail "the rerun did not resume from the output"
     $NORM "$out" "$N" > "$TMP/out.norm" || fail "after the rerun: missing or duplicated requests"
     cmp -s "$TMP/ref.norm" "$TMP/out.norm" || fail "the resumed batch differs from the undisturbed run"
@@ -83,7 +83,7 @@ kill_mid_run 0
 # ---- (4) a torn last line ----
 head -n $((N - 1)) "$TMP/ref.jsonl" > "$TMP/torn.jsonl"
 tail -n 1 "$TMP/ref.jsonl" | head -c 120 >> "$TMP/torn.jsonl"
-brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$TMP/torn.jsonl" --pp 2 2>"$TMP/torn.err" || { cat "$TMP/torn.err"; fail "rerun over a torn line"; }
+brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$TMP/torn.jsonl" --pp 2 --max-jobs 2 2>"$TMP/torn.err" || { cat "$TMP/torn.err"; fail "rerun over a torn line"; }
 grep -q "torn last line" "$TMP/torn.err" || fail "the torn line was not reported"
 $NORM "$TMP/torn.jsonl" "$N" > "$TMP/torn.norm" || fail "torn line: missing or duplicated requests"
 cmp -s "$TMP/ref.norm" "$TMP/torn.norm" || fail "the redone request differs"

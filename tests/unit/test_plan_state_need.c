@@ -31,17 +31,18 @@ static void test_beacon_v1_memory_formula_and_bounded_window_per_ratio(void **s)
         int64_t prev_mem = -1, peak_raw = 0;
         for (int64_t L = 1; L <= 20000; L = L < 200 ? L + 7 : L * 3 / 2) {
             brt_state_need n = need_of(&cfg, L, 1, 512);
-            /* beacon.md §9: M = floor(L/W) k; the peak window (raw + this step's rows) is W + k */
+            /* beacon.md §9: M = floor(L/W) k; the peak window (raw + this step's raw rows) is W:
+             * beacon rows go straight to memory */
             assert_int_equal(n.mem, (L / W) * k);
             assert_int_equal(n.sink, 0);
-            assert_int_equal(n.raw, L >= W ? W + k : L);
+            assert_int_equal(n.raw, L >= W ? W : L);
             assert_int_equal(n.steps, (L + W - 1) / W);
             assert_true(n.mem >= prev_mem); /* monotone */
             prev_mem = n.mem;
             if (n.raw > peak_raw)
                 peak_raw = n.raw;
         }
-        assert_int_equal(peak_raw, W + k);
+        assert_int_equal(peak_raw, W);
         /* a 10x longer document: the same window peak, ten times the memory */
         brt_state_need a = need_of(&cfg, 10 * W * 100, 1, 512), b = need_of(&cfg, W * 100, 1, 512);
         assert_int_equal(a.raw, b.raw);
@@ -49,7 +50,7 @@ static void test_beacon_v1_memory_formula_and_bounded_window_per_ratio(void **s)
         /* decoding: the window fills during generation too (prompt + max_new - 1 tokens fed) */
         brt_state_need g = need_of(&cfg, 3 * W + 5, 2 * W, 512);
         assert_int_equal(g.mem, ((3 * W + 5 + 2 * W - 1) / W) * k);
-        assert_int_equal(g.raw, W + k);
+        assert_int_equal(g.raw, W);
         assert_int_equal(g.steps, 4 + (2 * W - 1));
     }
 }
@@ -63,7 +64,7 @@ static void test_beacon_v1_stride_lt_window_keeps_raw_tail(void **s)
         brt_state_need n = need_of(&cfg, L, 1, 512);
         const int64_t F = (L - 64) / 32 + 1;
         assert_int_equal(n.mem, F * 8);
-        assert_int_equal(n.raw, 64 + 8); /* W - S cached + S new + k beacons */
+        assert_int_equal(n.raw, 64); /* W - S cached + S new (the k beacons go to memory) */
     }
 }
 
