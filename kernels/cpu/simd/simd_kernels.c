@@ -39,66 +39,6 @@ static inline float scalar_f32(const void *p, brt_dtype dt, int64_t i)
 #define LOADW_BF16(p) v_load_bf16((const uint16_t *)(p))
 #define LOADW_F16(p) v_load_f16((const uint16_t *)(p))
 
-#if defined(BRT_SIMD_ISA_avx512)
-/* Horizontal sums of 16 vectors at once: four levels of pairwise shuffles and adds with exactly
- * the tree of v_hsum (lanes l+8, then l+4, l+2, l+1), so values are those of v_hsum, for about a
- * quarter of the instructions. Lane 4k+m of the result is the sum of v[k + 4m]. */
-static inline __m512 red_l1(__m512 a, __m512 b)
-{
-    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
-}
-static inline __m512 red_l2(__m512 a, __m512 b)
-{
-    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
-}
-static inline __m512 red_l3(__m512 a, __m512 b)
-{
-    return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x44), _mm512_shuffle_ps(a, b, 0xEE));
-}
-static inline __m512 red_l4(__m512 a, __m512 b)
-{
-    return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xDD));
-}
-static inline void reduce16(const __m512 *v, float *out)
-{
-    __m512 a[8], b[4], c[2];
-    for (int k = 0; k < 8; k++)
-        a[k] = red_l1(v[2 * k], v[2 * k + 1]);
-    for (int k = 0; k < 4; k++)
-        b[k] = red_l2(a[2 * k], a[2 * k + 1]);
-    for (int k = 0; k < 2; k++)
-        c[k] = red_l3(b[2 * k], b[2 * k + 1]);
-    float r[16];
-    _mm512_storeu_ps(r, red_l4(c[0], c[1]));
-    for (int k = 0; k < 4; k++)
-        for (int m = 0; m < 4; m++)
-            out[k + 4 * m] = r[4 * k + m];
-}
-static inline void reduce_tile(vf acc[MR][NR], float out[MR][NR])
-{
-    __m512 v[32];
-    float o[32];
-    int n = 0;
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++)
-            v[n++] = acc[i][j];
-    for (; n % 16; n++)
-        v[n] = _mm512_setzero_ps();
-    for (int g = 0; g < n; g += 16)
-        reduce16(v + g, o + g);
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++)
-            out[i][j] = o[i * NR + j];
-}
-#else
-static inline void reduce_tile(vf acc[MR][NR], float out[MR][NR])
-{
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++)
-            out[i][j] = v_hsum(acc[i][j]);
-}
-#endif
-
 /* out[i][j] = sum_k a[i][k] * w[j][k] */
 #define DEFINE_TILE(NAME, T, LOADW)                                                          \
     static void NAME(const float *const *a, const T *const *w, int64_t K, float out[MR][NR]) \
@@ -133,7 +73,9 @@ static inline void reduce_tile(vf acc[MR][NR], float out[MR][NR])
                     acc[i][j] = v_fma(v_load(at[i]), wv, acc[i][j]);                         \
             }                                                                                \
         }                                                                                    \
-        reduce_tile(acc, out);                                                               \
+        for (int i = 0; i < MR; i++)                                                         \
+            for (int j = 0; j < NR; j++)                                                     \
+                out[i][j] = v_hsum(acc[i][j]);                                               \
     }
 
 DEFINE_TILE(tile_f32, float, LOADW_F32)
