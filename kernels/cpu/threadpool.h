@@ -9,6 +9,8 @@
 typedef struct brt_pool brt_pool;
 typedef void (*brt_task_fn)(void *arg, int64_t task, int thread);
 
+/* Set this thread's floating-point mode for the kernels (denormals flushed to zero). */
+void brt_pool_thread_setup(void);
 brt_pool *brt_pool_create(int n_threads);
 void brt_pool_destroy(brt_pool *p);
 int brt_pool_threads(const brt_pool *p);
