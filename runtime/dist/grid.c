@@ -11,8 +11,9 @@ static double layer_cost(const brt_model_config *c)
 double brt_grid_stage_cost(const brt_model_config *c, int32_t a, int32_t b, int first, int last)
 {
     double cost = (b - a) * layer_cost(c);
-    if (last)
-        cost += (double)c->vocab_size * c->hidden; /* lm_head */
+    if (last) /* lm_head runs only for rows that need logits: sampled tokens, scored prompts; on long
+                 documents a small share of the rows. Counted as one row in eight. */
+        cost += (double)c->vocab_size * c->hidden / 8;
     if (first)
         cost += c->hidden;                          /* the lookup is cheap */
     return cost;
