@@ -209,7 +209,7 @@ static void attn_task(void *arg, int64_t t, int thread)
 static void cpu_attention(brt_backend *be, const brt_attn_args *a)
 {
     cpu_impl *ci = impl_of(be);
-    int64_t need = brt_simd_attn_scratch_floats((a->head_dim + 15) / 16 * 16);
+    int64_t need = brt_simd_attn_scratch_floats(a->head_dim);
     if (need > ci->scratch_floats) {
         for (int i = 0; i < be->n_threads; i++) {
             free(ci->scratch[i]);

@@ -152,24 +152,36 @@ static uint32_t tile_mask(const brt_attn_vis *v, int32_t t0, int32_t t1)
     return m;
 }
 
+#define QB 4                       /* query vectors per register block */
+#define CHV 4                          /* vectors per head-dimension chunk (BRT_ATTN_CHUNK is a multiple) */
+
 static void attn(const brt_attn_args *A, const brt_attn_seg *S, int32_t kvh, int32_t qv0, int32_t qv1,
                  float *scratch)
 {
-    const int32_t hd = A->head_dim, hdp = round_up(hd, VL), G = A->n_heads / A->n_kv_heads;
-    const int32_t nqv = qv1 - qv0;
-    float *Kt = scratch;                  /* [hd][TILE] */
-    float *Vt = Kt + (size_t)hdp * TILE;  /* [TILE][hdp] */
-    float *ms = Vt + (size_t)TILE * hdp;  /* [QV_MAX] running max */
-    float *ls = ms + BRT_ATTN_QV_MAX;     /* [QV_MAX] running sum */
-    float *acc = ls + BRT_ATTN_QV_MAX;    /* [QV_MAX][hdp] */
-    float *sc = acc + (size_t)BRT_ATTN_QV_MAX * hdp; /* [4][TILE] */
-    const float *qp[BRT_ATTN_QV_MAX];
-    const brt_attn_vis *vis[BRT_ATTN_QV_MAX];
-    uint32_t mask[BRT_ATTN_QV_MAX];
-    for (int32_t i = 0; i < nqv; i++) {
-        int32_t qv = qv0 + i, row = qv / G, h = kvh * G + qv % G;
-        qp[i] = S->q + (int64_t)row * S->ld_q + (int64_t)h * hd;
-        vis[i] = &S->vis[row];
+    /* fixed-size inner blocks (QB query vectors x CHV vectors of the head dimension) so the
+     * accumulators stay in registers; missing query vectors read a zero row and are masked out */
+    const int32_t hd = A->head_dim, hdp = round_up(hd, BRT_ATTN_CHUNK), G = A->n_heads / A->n_kv_heads;
+    const int32_t nqv = qv1 - qv0, nqv_pad = round_up(nqv, QB);
+    float *Kt = scratch;                              /* [hd][TILE] */
+    float *Vt = Kt + (size_t)hdp * TILE;              /* [TILE][hdp] */
+    float *ms = Vt + (size_t)TILE * hdp;              /* [QV_MAX + QB] running max */
+    float *ls = ms + BRT_ATTN_QV_MAX + QB;            /* [QV_MAX + QB] running sum */
+    float *acc = ls + BRT_ATTN_QV_MAX + QB;           /* [QV_MAX + QB][hdp] */
+    float *sc = acc + (size_t)(BRT_ATTN_QV_MAX + QB) * hdp; /* [QB][TILE] */
+    float *zero_q = sc + QB * TILE;                   /* [hdp] */
+    const float *qp[BRT_ATTN_QV_MAX + QB];
+    const brt_attn_vis *vis[BRT_ATTN_QV_MAX + QB];
+    uint32_t mask[BRT_ATTN_QV_MAX + QB];
+    memset(zero_q, 0, (size_t)hdp * sizeof(float));
+    for (int32_t i = 0; i < nqv_pad; i++) {
+        if (i < nqv) {
+            int32_t qv = qv0 + i, row = qv / G, h = kvh * G + qv % G;
+            qp[i] = S->q + (int64_t)row * S->ld_q + (int64_t)h * hd;
+            vis[i] = &S->vis[row];
+        } else {
+            qp[i] = zero_q;
+            vis[i] = NULL;
+        }
         ms[i] = -INFINITY;
         ls[i] = 0.0f;
         memset(acc + (size_t)i * hdp, 0, (size_t)hdp * sizeof(float));
@@ -180,8 +192,8 @@ static void attn(const brt_attn_args *A, const brt_attn_seg *S, int32_t kvh, int
     for (int32_t t0 = 0; t0 < S->n_keys; t0 += TILE) {
         const int32_t t1 = t0 + TILE < S->n_keys ? t0 + TILE : S->n_keys, nt = t1 - t0;
         uint32_t any = 0;
-        for (int32_t i = 0; i < nqv; i++)
-            any |= mask[i] = tile_mask(vis[i], t0, t1);
+        for (int32_t i = 0; i < nqv_pad; i++)
+            any |= mask[i] = vis[i] ? tile_mask(vis[i], t0, t1) : 0;
         if (!any)
             continue;
         /* gather the tile: K transposed (for key-parallel scores), V as rows */
@@ -189,7 +201,7 @@ static void attn(const brt_attn_args *A, const brt_attn_seg *S, int32_t kvh, int
             if (j >= nt) {
                 for (int32_t d = 0; d < hd; d++)
                     Kt[(size_t)d * TILE + j] = 0.0f;
-                memset(Vt + (size_t)j * hdp, 0, (size_t)hdp * sizeof(float));
+                memset(Vt + (size_t)j * hdp, 0, (size_t)hd * sizeof(float));
                 continue;
             }
             int32_t key = t0 + j;
@@ -213,29 +225,31 @@ static void attn(const brt_attn_args *A, const brt_attn_seg *S, int32_t kvh, int
                 }
             }
         }
-        for (int32_t b = 0; b < nqv; b += 4) {
-            const int32_t nb = nqv - b < 4 ? nqv - b : 4;
+        for (int32_t b = 0; b < nqv_pad; b += QB) {
             uint32_t bm = 0;
-            for (int32_t i = 0; i < nb; i++)
+            for (int32_t i = 0; i < QB; i++)
                 bm |= mask[b + i];
             if (!bm)
                 continue;
-            vf s[4][TV];
-            for (int32_t i = 0; i < 4; i++)
+            /* scores: s[i][key] = q_i . k_key, summed over d in order */
+            vf s[QB][TV];
+            for (int32_t i = 0; i < QB; i++)
                 for (int c = 0; c < TV; c++)
                     s[i][c] = v_zero();
+            const float *q0 = qp[b], *q1 = qp[b + 1], *q2 = qp[b + 2], *q3 = qp[b + 3];
             for (int32_t d = 0; d < hd; d++) {
-                vf kv[TV];
-                for (int c = 0; c < TV; c++)
-                    kv[c] = v_load(Kt + (size_t)d * TILE + c * VL);
-                for (int32_t i = 0; i < nb; i++) {
-                    vf qd = v_set1(qp[b + i][d]);
-                    for (int c = 0; c < TV; c++)
-                        s[i][c] = v_fma(qd, kv[c], s[i][c]);
+                const float *kd = Kt + (size_t)d * TILE;
+                const vf b0 = v_set1(q0[d]), b1 = v_set1(q1[d]), b2 = v_set1(q2[d]), b3 = v_set1(q3[d]);
+                for (int c = 0; c < TV; c++) {
+                    vf kv = v_load(kd + c * VL);
+                    s[0][c] = v_fma(b0, kv, s[0][c]);
+                    s[1][c] = v_fma(b1, kv, s[1][c]);
+                    s[2][c] = v_fma(b2, kv, s[2][c]);
+                    s[3][c] = v_fma(b3, kv, s[3][c]);
                 }
             }
-            float corr[4] = {1, 1, 1, 1};
-            for (int32_t i = 0; i < nb; i++) {
+            float corr[QB] = {1, 1, 1, 1};
+            for (int32_t i = 0; i < QB; i++) {
                 float *si = sc + (size_t)i * TILE;
                 if (!mask[b + i]) {
                     memset(si, 0, TILE * sizeof(float));
@@ -266,27 +280,29 @@ static void attn(const brt_attn_args *A, const brt_attn_seg *S, int32_t kvh, int
                 ms[b + i] = mn;
                 ls[b + i] = ls[b + i] * cf + v_hsum(sum);
             }
-            /* acc = acc * corr + P V, in chunks of 4 vectors of the head dimension */
-            for (int32_t c0 = 0; c0 < hdp; c0 += 4 * VL) {
-                const int nc = (hdp - c0) / VL < 4 ? (hdp - c0) / VL : 4;
-                vf ar[4][4];
-                for (int32_t i = 0; i < nb; i++) {
-                    vf cv = v_set1(corr[i]);
-                    for (int c = 0; c < nc; c++)
-                        ar[i][c] = v_mul(v_load(acc + (size_t)(b + i) * hdp + c0 + c * VL), cv);
+            /* acc = acc * corr + P V, one chunk of the head dimension at a time */
+            for (int32_t c0 = 0; c0 < hdp; c0 += CHV * VL) {
+                vf ar[QB][CHV];
+                for (int32_t i = 0; i < QB; i++) {
+                    const vf cv = v_set1(corr[i]);
+                    const float *ai = acc + (size_t)(b + i) * hdp + c0;
+                    for (int c = 0; c < CHV; c++)
+                        ar[i][c] = v_mul(v_load(ai + c * VL), cv);
                 }
                 for (int32_t j = 0; j < nt; j++) {
-                    vf vv[4];
-                    for (int c = 0; c < nc; c++)
-                        vv[c] = v_load(Vt + (size_t)j * hdp + c0 + c * VL);
-                    for (int32_t i = 0; i < nb; i++) {
-                        vf pj = v_set1(sc[(size_t)i * TILE + j]);
-                        for (int c = 0; c < nc; c++)
-                            ar[i][c] = v_fma(pj, vv[c], ar[i][c]);
+                    const float *vj = Vt + (size_t)j * hdp + c0;
+                    const vf p0 = v_set1(sc[j]), p1 = v_set1(sc[TILE + j]), p2 = v_set1(sc[2 * TILE + j]),
+                             p3 = v_set1(sc[3 * TILE + j]);
+                    for (int c = 0; c < CHV; c++) {
+                        vf vv = v_load(vj + c * VL);
+                        ar[0][c] = v_fma(p0, vv, ar[0][c]);
+                        ar[1][c] = v_fma(p1, vv, ar[1][c]);
+                        ar[2][c] = v_fma(p2, vv, ar[2][c]);
+                        ar[3][c] = v_fma(p3, vv, ar[3][c]);
                     }
                 }
-                for (int32_t i = 0; i < nb; i++)
-                    for (int c = 0; c < nc; c++)
+                for (int32_t i = 0; i < QB; i++)
+                    for (int c = 0; c < CHV; c++)
                         v_store(acc + (size_t)(b + i) * hdp + c0 + c * VL, ar[i][c]);
             }
         }

@@ -23,13 +23,15 @@ typedef struct brt_simd_ops {
     void (*to_f32_row)(const void *src, brt_dtype dt, float *dst, int64_t n);
 } brt_simd_ops;
 
-#define BRT_ATTN_QV_MAX 64   /* query vectors per attention task */
+#define BRT_ATTN_QV_MAX 128  /* query vectors per attention task */
 #define BRT_ATTN_TILE 32     /* keys per attention tile */
+#define BRT_ATTN_CHUNK 64    /* the head dimension is padded to a multiple of this */
 static inline int64_t brt_simd_attn_scratch_floats(int32_t head_dim)
 {
-    /* Kt [hd][TILE] + Vt [TILE][hd] + per qv (m, l, acc[hd]) + scores [4][TILE] */
-    return (int64_t)head_dim * BRT_ATTN_TILE * 2 + (int64_t)BRT_ATTN_QV_MAX * (head_dim + 2) +
-           4 * BRT_ATTN_TILE + 64;
+    /* Kt [hd][TILE] + Vt [TILE][hdp] + per query vector (+4 of padding) m, l, acc[hdp] + scores
+     * [4][TILE] + a zero query row */
+    const int64_t hdp = (head_dim + BRT_ATTN_CHUNK - 1) / BRT_ATTN_CHUNK * BRT_ATTN_CHUNK;
+    return hdp * BRT_ATTN_TILE * 2 + (int64_t)(BRT_ATTN_QV_MAX + 4) * (hdp + 2) + 4 * BRT_ATTN_TILE + hdp + 64;
 }
 
 extern const brt_simd_ops brt_simd_avx512, brt_simd_avx2, brt_simd_generic;
