@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "cli.h"
+#include "sched/batchio.h"
 
 extern brt_transport *g_cli_tr;
 
@@ -151,6 +152,7 @@ int cmd_generate(int argc, char **argv)
     }
     if (!ids) {
         if (brt_tokenizer_encode(node->model.tok, prompt, strlen(prompt), 1, &ids, &n_ids, &err) != BRT_OK) {
+            brt_err_prefix(&err, "%s: ", prompt_file ? prompt_file : "--prompt");
             rc = cli_fail("generate", &err);
             goto cleanup;
         }
@@ -192,13 +194,18 @@ int cmd_generate(int argc, char **argv)
         for (int32_t i = 0; i < n_gen; i++)
             json_array_append_new(a, json_integer(gen[i]));
         json_object_set_new(o, "generated_ids", a);
-        if (text)
-            json_object_set_new(o, "text", json_stringn_nocheck(text, text_len));
+        if (text) /* generation may stop inside a multi-byte character */
+            json_object_set_new(o, "text", brt_json_string_lossy(text, text_len));
         json_object_set_new(o, "finish_reason", json_string(g.job->finish_reason ? g.job->finish_reason : "length"));
         char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+        json_decref(o);
+        if (!s) {
+            fprintf(stderr, "beaconrt generate: error: out of memory writing JSON\n");
+            free(text);
+            goto cleanup;
+        }
         puts(s);
         free(s);
-        json_decref(o);
     } else if (text) {
         fwrite(text, 1, text_len, stdout);
         fputc('\n', stdout);
@@ -210,6 +217,8 @@ int cmd_generate(int argc, char **argv)
     }
     rc = 0;
 cleanup:
+    if (rc != 0 && node && node->grid.rank == 0)
+        brt_node_abort_others(node); /* the other ranks wait for work that will not come */
     brt_node_close(node);
     free(ids);
     free(file_text);

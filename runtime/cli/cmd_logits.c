@@ -104,6 +104,8 @@ int cmd_logits(int argc, char **argv)
         brt_log_info("wrote logits [1, %zu, %d] to %s", n, node->model.cfg.vocab_size, out_path);
     rc = 0;
 cleanup:
+    if (rc != 0 && node && node->grid.rank == 0)
+        brt_node_abort_others(node); /* the other ranks wait for work that will not come */
     brt_node_close(node);
     free(ids);
 out:

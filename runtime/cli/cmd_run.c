@@ -152,9 +152,19 @@ static void on_done(void *ctx, brt_job *job)
         if (req->prompt)
             oom |= brt_buf_append(&text, req->prompt, strlen(req->prompt)) != 0;
         const size_t plen = text.len;
-        size_t at = 0, nb; /* bytes the prompt tokens add up to here */
+        size_t at = 0, nb, lead = 0; /* bytes the prompt tokens add up to here */
+        /* the tokenizer's dummy-prefix space is in the first piece, not in the prompt text */
+        for (int64_t i = 0; req->prompt && i < job->prompt_len; i++) {
+            char b0[256];
+            size_t n0 = tok_text(rc->tok, job->tokens[i], b0, sizeof b0);
+            if (!n0)
+                continue;
+            lead = b0[0] == ' ' && (plen == 0 || req->prompt[0] != ' ');
+            break;
+        }
         for (int64_t i = 0; i < job->prompt_len && !oom; i++) {
-            size_t off = req->prompt ? (at < plen ? at : plen) : text.len;
+            size_t a = at > lead ? at - lead : 0;
+            size_t off = req->prompt ? (a < plen ? a : plen) : text.len;
             oom |= add_token(rc, req->prompt ? NULL : &text, lr, job->tokens[i],
                              job->prompt_logprob ? job->prompt_logprob[i] : NAN,
                              job->prompt_top ? &job->prompt_top[i * k] : NULL, i > 0, off, &nb) != 0;
@@ -269,7 +279,7 @@ int cmd_run(int argc, char **argv)
     ctx.model_name = served ? served : slash && slash[1] ? slash + 1 : node->model.dir;
     ctx.tok = node->model.tok;
     ctx.eos = node->model.cfg.eos_id;
-    if (brt_node_start_sched(node, on_done, &ctx, &err) != BRT_OK) {
+    if (brt_node_start_sched_ex(node, on_done, &ctx, 1, &err) != BRT_OK) { /* written results are freed */
         rc = cli_fail("run", &err);
         goto close;
     }
@@ -290,6 +300,7 @@ int cmd_run(int argc, char **argv)
         brt_request *r = &ctx.batch.reqs[i];
         if (brt_journal_is_done(ctx.journal, r->custom_id))
             continue;
+        brt_node_keepalive(node); /* tokenizing a large batch takes a while */
         int32_t *ids = NULL;
         size_t n_ids = 0;
         char msg[BRT_ERR_MSG_MAX + 64];
@@ -357,6 +368,8 @@ int cmd_run(int argc, char **argv)
                  dt > 0 ? (ctx.prompt_tokens + ctx.gen_tokens) / dt : 0, out_path);
     rc = 0;
 close:
+    if (rc != 0 && node && node->grid.rank == 0)
+        brt_node_abort_others(node); /* the other ranks wait for work that will not come */
     if (ctx.journal)
         brt_journal_close(ctx.journal);
     brt_batch_free(&ctx.batch);

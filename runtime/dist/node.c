@@ -281,7 +281,7 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
     st = brt_stage_create(&so, &n->stage, err);
     if (st != BRT_OK)
         goto fail;
-    if (o->trace_path || tr) /* events are cheap; rank 0 writes them only when asked */
+    if (o->trace_path) /* every rank gets the same options: all record, rank 0 writes */
         n->trace = calloc(1, sizeof *n->trace);
     n->kv_budget_min = n->kv_budget;
     if (tr && world > 1) {
@@ -301,14 +301,19 @@ fail:
     return st;
 }
 
-brt_status brt_node_start_sched(brt_node *n, brt_job_done_fn on_done, void *ctx, brt_err *err)
+brt_status brt_node_start_sched_ex(brt_node *n, brt_job_done_fn on_done, void *ctx, int free_done, brt_err *err)
 {
     if (n->grid.rank != 0)
         return BRT_OK;
     brt_sched_opts so = {&n->model.cfg, n->model.tok, n->grid.dp, n->grid.pp, n->grid.layers, n->kv_budget_min,
                          n->block_bytes, n->max_rows, n->max_inflight, n->prefill_chunk, n->o.max_jobs, on_done,
-                         ctx};
+                         ctx, free_done};
     return brt_sched_create(&so, &n->sched, err);
+}
+
+brt_status brt_node_start_sched(brt_node *n, brt_job_done_fn on_done, void *ctx, brt_err *err)
+{
+    return brt_node_start_sched_ex(n, on_done, ctx, 0, err);
 }
 
 void brt_node_close(brt_node *n)
@@ -495,7 +500,7 @@ static brt_status run_coordinator(brt_node *n, brt_err *err)
     int32_t n_local = 0, res_cap = 0;
     brt_step_result *res = NULL;
     progress pg = {brt_now(), brt_now()};
-    double last_msg = brt_now(), last_beat = brt_now();
+    double last_msg = brt_now();
     brt_status st = BRT_OK;
     for (;;) {
         int busy = 0;
@@ -544,12 +549,7 @@ static brt_status run_coordinator(brt_node *n, brt_err *err)
             inflight += brt_sched_inflight(n->sched, d);
         if (brt_sched_idle(n->sched) && !inflight && !n_local)
             break;
-        if (n->tr && world > 1 && brt_now() - last_beat > HEARTBEAT_SECONDS) {
-            for (int32_t r = 1; r < world; r++)
-                if ((st = n->tr->send(n->tr, r, BRT_TAG_HEARTBEAT, NULL, 0, NULL, 0, err)) != BRT_OK)
-                    goto out;
-            last_beat = brt_now();
-        }
+        brt_node_keepalive(n);
         if (busy)
             continue;
         if (!n->tr || world == 1) {
@@ -707,6 +707,22 @@ static brt_status run_stage_rank(brt_node *n, brt_err *err)
     free(res);
     free(hidden);
     return st;
+}
+
+void brt_node_keepalive(brt_node *n)
+{
+    if (!n->tr || n->grid.world == 1 || n->grid.rank != 0 || brt_now() - n->last_beat < HEARTBEAT_SECONDS)
+        return;
+    brt_err e;
+    for (int32_t r = 1; r < n->grid.world; r++)
+        n->tr->send(n->tr, r, BRT_TAG_HEARTBEAT, NULL, 0, NULL, 0, &e); /* a dead peer shows up later */
+    n->last_beat = brt_now();
+}
+
+void brt_node_abort_others(brt_node *n)
+{
+    if (n && n->tr && n->grid.world > 1)
+        abort_job(n, "rank 0 failed before the run (see above)");
 }
 
 brt_status brt_node_run(brt_node *n, brt_err *err)

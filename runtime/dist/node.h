@@ -46,14 +46,23 @@ typedef struct brt_node {
     int64_t kv_budget_min;    /* the smallest of all stages (rank 0, for admission) */
     int64_t weight_bytes;     /* this rank's layers */
     double t_start;
+    double last_beat;         /* rank 0: when the last heartbeat went out */
     struct brt_trace_buf *trace;
 } brt_node;
 
 /* Collective: every rank calls it; ranks check they run the same model config and layer split. */
 brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **out, brt_err *err);
-/* Rank 0: create the scheduler (jobs are then submitted with brt_sched_submit(node->sched...)). */
+/* Rank 0: create the scheduler (jobs are then submitted with brt_sched_submit(node->sched...)).
+ * free_done: jobs are freed once on_done has seen them (batch runs). */
 brt_status brt_node_start_sched(brt_node *n, brt_job_done_fn on_done, void *ctx, brt_err *err);
+brt_status brt_node_start_sched_ex(brt_node *n, brt_job_done_fn on_done, void *ctx, int free_done, brt_err *err);
 brt_status brt_node_run(brt_node *n, brt_err *err);
+/* Rank 0, during long work before brt_node_run (reading and tokenizing a large batch): keep the
+ * waiting ranks from timing out (sends a heartbeat at most every few seconds). */
+void brt_node_keepalive(brt_node *n);
+/* Rank 0 failed before or outside brt_node_run: bring the other ranks down now (no return when
+ * there are others). */
+void brt_node_abort_others(brt_node *n);
 void brt_node_close(brt_node *n);
 
 /* Defaults shared with `beaconrt plan`. */

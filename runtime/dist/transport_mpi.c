@@ -25,7 +25,10 @@ typedef struct env {
     int32_t tag;
     uint64_t hdr_len, payload_len;
     uint32_t n_chunks, pad;
+    uint64_t chunk;       /* the sender's chunk size */
 } env;
+
+#define MAX_MESSAGE ((uint64_t)1 << 40) /* bytes: far above any real micro-batch */
 
 typedef struct pending {
     MPI_Request *reqs;
@@ -78,7 +81,7 @@ static brt_status mpi_send(brt_transport *t, int32_t dst, int32_t tag, void *hdr
     }
     /* envelope first, then header and payload back to back */
     env *e = (env *)buf;
-    *e = (env){ENV_MAGIC, tag, hdr_len, payload_len, (uint32_t)((total + m->chunk - 1) / m->chunk), 0};
+    *e = (env){ENV_MAGIC, tag, hdr_len, payload_len, (uint32_t)((total + m->chunk - 1) / m->chunk), 0, m->chunk};
     if (hdr_len)
         memcpy(buf + sizeof(env), hdr, hdr_len);
     if (payload_len)
@@ -144,6 +147,14 @@ static brt_status mpi_recv(brt_transport *t, brt_msg *msg, double timeout, int *
             MPI_Recv(&e, (int)sizeof e, MPI_BYTE, src, TAG_ENV, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
             if (e.magic != ENV_MAGIC)
                 return brt_errf(err, BRT_ERR_COMM, "rank %d sent a message without beaconrt's envelope", src);
+            /* never trust a peer's sizes: they must describe one consistent message */
+            if (e.hdr_len > MAX_MESSAGE || e.payload_len > MAX_MESSAGE || e.chunk != m->chunk ||
+                e.n_chunks != (e.hdr_len + e.payload_len + m->chunk - 1) / m->chunk)
+                return brt_errf(err, BRT_ERR_COMM,
+                                "rank %d sent an inconsistent envelope (%llu + %llu bytes in %u chunks of %llu; this "
+                                "rank uses chunks of %zu: BRT_MPI_CHUNK_BYTES must be the same on every rank)",
+                                src, (unsigned long long)e.hdr_len, (unsigned long long)e.payload_len, e.n_chunks,
+                                (unsigned long long)e.chunk, m->chunk);
             size_t total = e.hdr_len + e.payload_len;
             char *buf = malloc(total ? total : 1);
             if (!buf)
@@ -232,7 +243,7 @@ brt_status brt_mpi_transport_create(int *argc, char ***argv, brt_transport **out
     }
     m->chunk = (size_t)1 << 30;
     const char *cs = getenv("BRT_MPI_CHUNK_BYTES"); /* tests force small chunks */
-    if (cs && strtol(cs, NULL, 10) > 0)
+    if (cs && strtol(cs, NULL, 10) > 0 && strtol(cs, NULL, 10) <= (1L << 30))
         m->chunk = (size_t)strtol(cs, NULL, 10);
     m->t = (brt_transport){rank, world, "mpi", mpi_send, mpi_recv, mpi_flush, mpi_abort, mpi_destroy, 0, 1, ""};
     MPI_Comm node;

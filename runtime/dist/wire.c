@@ -149,6 +149,27 @@ brt_status brt_wire_unpack_mb(const void *buf, size_t len, int32_t src, brt_micr
         memcpy(s->kind, w->kind.data, (size_t)w->n_rows);
         snprintf(s->error, sizeof s->error, "%s", w->error ? w->error : "");
         rows += w->n_rows;
+        /* the stage indexes buffers with these: check them like any input */
+        int32_t raw = 0;
+        for (int32_t r = 0; r < w->n_rows; r++) {
+            if (s->kind[r] > BRT_ROW_BEACON) {
+                st = brt_errf(err, BRT_ERR_COMM, "rank %d sent a row of unknown kind %u", src, s->kind[r]);
+                goto done;
+            }
+            raw += s->kind[r] == BRT_ROW_RAW;
+        }
+        if (s->n_raw != raw || s->k < -1 || s->k > w->n_rows - raw || s->keep < 0 || s->sink_take < 0 ||
+            s->sink_take > w->n_rows || s->top_k < 0 || s->top_k > 20) {
+            st = brt_errf(err, BRT_ERR_COMM, "rank %d sent job %llu step %u with inconsistent counts", src,
+                          (unsigned long long)s->job, s->index);
+            goto done;
+        }
+        for (size_t p = 0; p < i; p++)
+            if (mb->steps[p].job == s->job) {
+                st = brt_errf(err, BRT_ERR_COMM, "rank %d sent two steps of job %llu in one micro-batch", src,
+                              (unsigned long long)s->job);
+                goto done;
+            }
     }
     if (rows != mb->n_rows) {
         st = brt_errf(err, BRT_ERR_COMM, "rank %d sent micro-batch %llu of %d rows whose steps hold %d", src,

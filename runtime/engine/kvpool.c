@@ -54,19 +54,9 @@ static void *pool_get(brt_kvpool *p)
             n = (p->budget - p->allocated) / p->block_bytes;
         if (n <= 0)
             return NULL;
-        char *chunk = aligned_alloc(64, (size_t)(n * p->block_bytes));
-        void **nc = realloc(p->chunks, (size_t)(p->n_chunks + 1) * sizeof *nc);
-        if (!chunk || !nc) {
-            free(chunk);
-            if (nc)
-                p->chunks = nc;
-            return NULL;
-        }
-        p->chunks = nc;
-        p->chunks[p->n_chunks++] = chunk;
-        p->allocated += n * p->block_bytes;
-        /* the free list must hold every block ever made (all may come back at once) */
-        int64_t total = p->allocated / p->block_bytes;
+        /* the free list must hold every block ever made (all may come back at once): grow it
+         * first, so a failure leaves the pool as it was */
+        int64_t total = p->allocated / p->block_bytes + n;
         if (p->cap_free < total) {
             int64_t cap = p->cap_free * 2 > total ? p->cap_free * 2 : total;
             void **nf = realloc(p->free_list, (size_t)cap * sizeof *nf);
@@ -75,6 +65,15 @@ static void *pool_get(brt_kvpool *p)
             p->free_list = nf;
             p->cap_free = cap;
         }
+        void **nc = realloc(p->chunks, (size_t)(p->n_chunks + 1) * sizeof *nc);
+        if (!nc)
+            return NULL;
+        p->chunks = nc;
+        char *chunk = aligned_alloc(64, (size_t)(n * p->block_bytes));
+        if (!chunk)
+            return NULL;
+        p->chunks[p->n_chunks++] = chunk;
+        p->allocated += n * p->block_bytes;
         for (int64_t i = n - 1; i >= 0; i--)
             p->free_list[p->n_free++] = chunk + i * p->block_bytes;
     }

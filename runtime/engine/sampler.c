@@ -62,16 +62,18 @@ int32_t brt_sample(const float *logits, int32_t n, float temperature, float top_
     for (int32_t i = 1; i < n; i++)
         if (logits[i] > logits[best])
             best = i;
-    if (temperature <= 0.0f)
+    if (temperature <= 0.0f || !isfinite(logits[best]))
         return best;
     /* probabilities (pairs of prob, index for sorting) */
     double m = logits[best], sum = 0;
     for (int32_t i = 0; i < n; i++) {
-        double p = exp(((double)logits[i] - m) / temperature);
+        double p = isfinite(logits[i]) ? exp(((double)logits[i] - m) / temperature) : 0.0; /* NaN never drawn */
         work[2 * i] = (float)p;
         work[2 * i + 1] = (float)i;
         sum += p;
     }
+    if (!(sum > 0) || !isfinite(sum))
+        return best;
     double u = brt_rand_uniform(seed, draw);
     if (top_p >= 1.0f) {
         double acc = 0, target = u * sum;
@@ -87,6 +89,8 @@ int32_t brt_sample(const float *logits, int32_t n, float temperature, float top_
     int32_t cut = 0;
     while (cut < n && keep < top_p * sum) /* the smallest prefix reaching top_p */
         keep += work[2 * cut++];
+    if (cut == 0)
+        return best;
     double acc = 0, target = u * keep;
     for (int32_t i = 0; i < cut; i++) {
         acc += work[2 * i];

@@ -289,6 +289,13 @@ static void prepare_result(brt_stage *s, const brt_step *st, brt_step_result *r)
     }
     if ((st->logits & BRT_LOGITS_SAMPLE) && k)
         r->sampled_top = calloc((size_t)k, sizeof(brt_tok_lp));
+    if ((r->n_scored && (!r->target_logprob || (k && !r->scored_top))) || (r->n_full && !r->full) ||
+        ((st->logits & BRT_LOGITS_SAMPLE) && k && !r->sampled_top)) {
+        brt_step_result_free(r);
+        r->n_scored = r->n_full = 0;
+        r->failed = 1;
+        snprintf(r->error, sizeof r->error, "out of memory for the results of %d rows", st->n_raw);
+    }
 }
 
 static void row_result(brt_stage *s, const brt_step *st, brt_step_result *r, const logit_row *lr, int is_last_raw,
@@ -353,7 +360,7 @@ static void results(brt_stage *s, brt_microbatch *mb, const float *hidden, brt_s
     /* every row that needs logits, in micro-batch order */
     for (int32_t i = 0; i < mb->n_steps; i++) {
         const brt_step *st = &mb->steps[i];
-        if (st->logits && !(st->flags & BRT_STEP_FAILED)) {
+        if (st->logits && !(st->flags & BRT_STEP_FAILED) && !res[i].failed) {
             const int need_all = (st->logits & (BRT_LOGITS_SCORE | BRT_LOGITS_FULL)) != 0;
             for (int32_t q = 0, ri = 0; q <= last_raw[i]; q++) {
                 if (st->kind[q] != BRT_ROW_RAW)

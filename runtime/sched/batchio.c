@@ -90,7 +90,7 @@ static int utf8_valid(const char *s, size_t len)
 
 /* A JSON string for text that should be UTF-8 but may not be (a completion cut mid-character,
  * a message cut by a fixed buffer): bad bytes become U+FFFD rather than failing a finished job. */
-static json_t *json_string_lossy(const char *s, size_t len)
+json_t *brt_json_string_lossy(const char *s, size_t len)
 {
     if (utf8_valid(s, len))
         return json_stringn(s, len);
@@ -696,7 +696,7 @@ static json_t *with_prefix(const char *prefix, const char *id)
         return NULL;
     memcpy(s, prefix, a);
     memcpy(s + a, id, b + 1);
-    json_t *v = json_string_lossy(s, a + b);
+    json_t *v = brt_json_string_lossy(s, a + b);
     free(s);
     return v;
 }
@@ -789,7 +789,7 @@ brt_status brt_batch_format_success(const char *custom_id, const char *model, in
     if (!root)
         return brt_errf(err, BRT_ERR_NOMEM, "result line: out of memory");
     put(root, "id", with_prefix("batch_req_", custom_id), &bad);
-    put(root, "custom_id", json_string_lossy(custom_id, strlen(custom_id)), &bad);
+    put(root, "custom_id", brt_json_string_lossy(custom_id, strlen(custom_id)), &bad);
     json_t *resp = json_object();
     put(root, "response", resp, &bad);
     put(root, "error", json_null(), &bad);
@@ -802,7 +802,7 @@ brt_status brt_batch_format_success(const char *custom_id, const char *model, in
             put(body, "id", with_prefix("cmpl-", custom_id), &bad);
             put(body, "object", json_string("text_completion"), &bad);
             put(body, "created", json_integer(created), &bad);
-            put(body, "model", json_string_lossy(model, strlen(model)), &bad);
+            put(body, "model", brt_json_string_lossy(model, strlen(model)), &bad);
             json_t *choices = json_array(), *choice = json_object();
             put(body, "choices", choices, &bad);
             append(choices, choice, &bad);
@@ -810,7 +810,7 @@ brt_status brt_batch_format_success(const char *custom_id, const char *model, in
             put(body, "usage", usage, &bad);
             if (!bad) {
                 put(choice, "index", json_integer(0), &bad);
-                put(choice, "text", json_string_lossy(c->text ? c->text : "", c->text_len), &bad);
+                put(choice, "text", brt_json_string_lossy(c->text ? c->text : "", c->text_len), &bad);
                 put(choice, "finish_reason", json_string(c->finish_reason), &bad);
                 put(choice, "logprobs", c->tokens ? logprobs_json(c, &bad) : json_null(), &bad);
                 put(usage, "prompt_tokens", json_integer(c->prompt_tokens), &bad);
@@ -840,13 +840,13 @@ brt_status brt_batch_format_error(const char *custom_id, const char *code, const
     if (!root)
         return brt_errf(err, BRT_ERR_NOMEM, "error line: out of memory");
     put(root, "id", with_prefix("batch_req_", custom_id), &bad);
-    put(root, "custom_id", json_string_lossy(custom_id, strlen(custom_id)), &bad);
+    put(root, "custom_id", brt_json_string_lossy(custom_id, strlen(custom_id)), &bad);
     put(root, "response", json_null(), &bad);
     json_t *e = json_object();
     put(root, "error", e, &bad);
     if (!bad) {
-        put(e, "code", json_string_lossy(code, strlen(code)), &bad);
-        put(e, "message", json_string_lossy(message, strlen(message)), &bad);
+        put(e, "code", brt_json_string_lossy(code, strlen(code)), &bad);
+        put(e, "message", brt_json_string_lossy(message, strlen(message)), &bad);
     }
     if (bad) {
         json_decref(root);

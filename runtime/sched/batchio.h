@@ -119,6 +119,11 @@ brt_status brt_batch_format_success(const char *custom_id, const char *model, in
 /* Format an error line: {"id","custom_id","response":null,"error":{"code","message"}}. code is
  * typically brt_status_name(status). Invalid UTF-8 in message (e.g. a multi-byte character cut by
  * a message buffer) becomes U+FFFD. *line is malloc'ed and ends with "\n". */
+/* A JSON string from bytes that should be UTF-8 but may not be (a completion cut in the middle of
+ * a character): invalid bytes become U+FFFD. NULL only when out of memory. */
+typedef struct json_t json_t;
+json_t *brt_json_string_lossy(const char *s, size_t len);
+
 brt_status brt_batch_format_error(const char *custom_id, const char *code, const char *message,
                                   char **line, brt_err *err);
 

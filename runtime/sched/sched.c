@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 #include "sched/sched.h"
 
 #include <math.h>
@@ -5,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/log.h"
 #include "base/u64map.h"
 
@@ -84,16 +86,14 @@ static void job_free(brt_job *j)
     free(j->prompt_top);
     free(j->full);
     free(j->reserved);
+    brt_buf_free(&j->gen_text);
     free(j);
 }
 
 void brt_sched_free_job(brt_sched *s, brt_job *job)
 {
-    for (int64_t i = 0; i < s->n_jobs; i++)
-        if (s->jobs[i] == job) {
-            s->jobs[i] = NULL;
-            break;
-        }
+    if (job->slot >= 0 && job->slot < s->n_jobs && s->jobs[job->slot] == job)
+        s->jobs[job->slot] = NULL;
     brt_u64map_del(&s->by_id, job->id);
     job_free(job);
 }
@@ -189,6 +189,8 @@ static void job_finish(brt_sched *s, brt_job *j)
     s->n_finished++;
     if (s->o.on_done)
         s->o.on_done(s->o.on_done_ctx, j);
+    if (s->o.free_done && j->inflight == 0) /* else when its last step comes back */
+        brt_sched_free_job(s, j);
 }
 
 static void job_fail(brt_sched *s, brt_job *j, brt_status st, const char *fmt, ...)
@@ -216,6 +218,8 @@ static brt_status job_reserve_bytes(brt_sched *s, brt_job *j, brt_err *err)
 
 brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out, brt_err *err)
 {
+    /* the job record itself; everything sized by the request comes after validation, and a
+     * request too large to hold fails alone, not the run */
     brt_job *j = calloc(1, sizeof *j);
     if (!j)
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
@@ -233,15 +237,7 @@ brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out,
     j->ignore_eos = sp->ignore_eos;
     j->text_cut = -1;
     j->prompt_len = sp->prompt_len;
-    j->cap_tokens = sp->prompt_len + (sp->max_new > 0 ? sp->max_new : 0) + 1;
-    j->tokens = malloc((size_t)j->cap_tokens * sizeof *j->tokens);
     j->reserved = calloc((size_t)s->o.n_stages, sizeof *j->reserved);
-    if (sp->n_stop > 0) {
-        j->stop = calloc((size_t)sp->n_stop, sizeof *j->stop);
-        j->n_stop = sp->n_stop;
-        for (int i = 0; j->stop && i < sp->n_stop; i++)
-            j->stop[i] = strdup(sp->stop[i]);
-    }
     if (s->n_jobs == s->cap_jobs) {
         int64_t cap = s->cap_jobs ? s->cap_jobs * 2 : 64;
         brt_job **nj = realloc(s->jobs, (size_t)cap * sizeof *nj);
@@ -250,60 +246,44 @@ brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out,
             s->cap_jobs = cap;
         }
     }
-    if (!j->name || !j->tokens || !j->reserved || (sp->n_stop && !j->stop) || s->n_jobs == s->cap_jobs ||
-        brt_u64map_put(&s->by_id, j->id, j) != 0) {
+    if (!j->name || !j->reserved || s->n_jobs == s->cap_jobs || brt_u64map_put(&s->by_id, j->id, j) != 0) {
         job_free(j);
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
     }
+    j->slot = s->n_jobs;
     s->jobs[s->n_jobs++] = j;
     *out = j;
-    if (sp->prompt_len > 0)
-        memcpy(j->tokens, sp->prompt, (size_t)sp->prompt_len * sizeof *j->tokens);
-    j->n_tokens = sp->prompt_len;
-    s->tokens_total += sp->prompt_len + (sp->max_new > 0 ? sp->max_new : 0);
     /* validate: a bad job fails alone */
     if (sp->prompt_len <= 0) {
         job_fail(s, j, BRT_ERR_INVALID, "the prompt is empty");
-        return BRT_OK;
+        goto failed;
+    }
+    if (sp->prompt_len > BRT_MAX_JOB_TOKENS || sp->max_new > BRT_MAX_JOB_TOKENS ||
+        sp->prompt_len + sp->max_new > BRT_MAX_JOB_TOKENS) {
+        job_fail(s, j, BRT_ERR_RANGE, "%lld prompt + %d new tokens is above beaconrt's limit of %d tokens per job",
+                 (long long)sp->prompt_len, sp->max_new, BRT_MAX_JOB_TOKENS);
+        goto failed;
     }
     for (int64_t i = 0; i < sp->prompt_len; i++)
         if (sp->prompt[i] < 0 || sp->prompt[i] >= s->cfg.vocab_size) {
             job_fail(s, j, BRT_ERR_RANGE, "token id %d at position %lld is out of the vocabulary [0, %d)",
                      sp->prompt[i], (long long)i, s->cfg.vocab_size);
-            return BRT_OK;
+            goto failed;
         }
     if (sp->max_new < 0 || sp->logprobs > 20 || sp->temperature < 0 || !(sp->top_p > 0 && sp->top_p <= 1)) {
         job_fail(s, j, BRT_ERR_INVALID, "bad sampling parameters");
-        return BRT_OK;
+        goto failed;
     }
     if (sp->n_stop && !s->o.tok) {
         job_fail(s, j, BRT_ERR_INVALID, "stop strings need a tokenizer");
-        return BRT_OK;
+        goto failed;
     }
-    j->gen_logprob = calloc((size_t)(j->max_new > 0 ? j->max_new : 1), sizeof(float));
-    int32_t k = j->logprobs > 0 ? j->logprobs : 0;
-    if (k)
-        j->gen_top = calloc((size_t)(j->max_new > 0 ? j->max_new : 1) * (size_t)k, sizeof(brt_tok_lp));
-    if (j->echo && j->logprobs >= 0) {
-        j->prompt_logprob = malloc((size_t)j->prompt_len * sizeof(float));
-        if (k)
-            j->prompt_top = calloc((size_t)j->prompt_len * (size_t)k, sizeof(brt_tok_lp));
-        for (int64_t i = 0; j->prompt_logprob && i < j->prompt_len; i++)
-            j->prompt_logprob[i] = NAN;
-    }
-    if (j->full_logits) {
-        j->full = malloc((size_t)j->prompt_len * (size_t)s->cfg.vocab_size * sizeof(float));
-        if (!j->full) {
-            job_fail(s, j, BRT_ERR_NOMEM, "no memory for %lld x %d logits", (long long)j->prompt_len,
-                     s->cfg.vocab_size);
-            return BRT_OK;
-        }
-    }
+    /* state first: a job that can never fit is refused before its buffers are allocated */
     brt_plan_init(&j->plan, &s->cfg);
     brt_err e;
     if (job_reserve_bytes(s, j, &e) != BRT_OK) {
         job_fail(s, j, e.status, "%s", e.msg);
-        return BRT_OK;
+        goto failed;
     }
     for (int32_t st = 0; st < s->o.n_stages; st++)
         if (j->reserved[st] > s->o.stage_budget) {
@@ -315,6 +295,46 @@ brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out,
                      s->o.stage_budget / 1048576.0);
             return BRT_OK;
         }
+    const int32_t k = j->logprobs > 0 ? j->logprobs : 0;
+    const size_t gen = (size_t)(j->max_new > 0 ? j->max_new : 1);
+    j->cap_tokens = sp->prompt_len + (sp->max_new > 0 ? sp->max_new : 0) + 1;
+    j->tokens = malloc((size_t)j->cap_tokens * sizeof *j->tokens);
+    j->gen_logprob = calloc(gen, sizeof(float));
+    if (k)
+        j->gen_top = calloc(gen * (size_t)k, sizeof(brt_tok_lp));
+    if (j->echo && j->logprobs >= 0) {
+        j->prompt_logprob = malloc((size_t)j->prompt_len * sizeof(float));
+        if (k)
+            j->prompt_top = calloc((size_t)j->prompt_len * (size_t)k, sizeof(brt_tok_lp));
+        for (int64_t i = 0; j->prompt_logprob && i < j->prompt_len; i++)
+            j->prompt_logprob[i] = NAN;
+    }
+    if (j->full_logits)
+        j->full = malloc((size_t)j->prompt_len * (size_t)s->cfg.vocab_size * sizeof(float));
+    if (sp->n_stop > 0) {
+        j->stop = calloc((size_t)sp->n_stop, sizeof *j->stop);
+        j->n_stop = j->stop ? sp->n_stop : 0;
+        for (int i = 0; i < j->n_stop; i++)
+            if (!(j->stop[i] = strdup(sp->stop[i])))
+                j->n_stop = 0;
+        if (!j->n_stop) {
+            job_fail(s, j, BRT_ERR_NOMEM, "no memory for the stop strings");
+            goto failed;
+        }
+    }
+    if (!j->tokens || !j->gen_logprob || (k && !j->gen_top) ||
+        (j->echo && j->logprobs >= 0 && (!j->prompt_logprob || (k && !j->prompt_top))) || (j->full_logits && !j->full)) {
+        job_fail(s, j, BRT_ERR_NOMEM, "no memory for the outputs of %lld prompt + %d new tokens",
+                 (long long)j->prompt_len, j->max_new);
+        goto failed;
+    }
+    memcpy(j->tokens, sp->prompt, (size_t)sp->prompt_len * sizeof *j->tokens);
+    j->n_tokens = sp->prompt_len;
+    s->tokens_total += sp->prompt_len + (sp->max_new > 0 ? sp->max_new : 0);
+    return BRT_OK;
+failed: /* reported through on_done; with free_done it is gone already */
+    if (s->o.free_done)
+        *out = NULL;
     return BRT_OK;
 }
 
@@ -488,25 +508,32 @@ int brt_sched_pending_release(brt_sched *s, int32_t pi, brt_microbatch **out)
     return 1;
 }
 
-/* Did the generated text hit a stop string? Sets the cut. */
+/* Did the new token complete a stop string? Sets the cut. The generated text grows token by
+ * token (j->gen_text); only its tail can hold a new match, and memmem sees past NUL bytes. */
 static int check_stop(brt_sched *s, brt_job *j)
 {
     if (!j->n_stop)
         return 0;
-    char *text;
-    size_t len;
-    brt_err e;
-    if (brt_tokenizer_join(s->o.tok, j->tokens + j->prompt_len, (size_t)j->n_gen, &text, &len, &e) != BRT_OK)
+    char piece[256];
+    size_t n = brt_tokenizer_token_bytes(s->o.tok, j->tokens[j->n_tokens - 1], piece, sizeof piece);
+    size_t before = j->gen_text.len, longest = 0;
+    if (brt_buf_append(&j->gen_text, piece, n) != 0)
         return 0;
+    for (int i = 0; i < j->n_stop; i++)
+        if (strlen(j->stop[i]) > longest)
+            longest = strlen(j->stop[i]);
+    size_t from = before > longest ? before - longest : 0;
     int hit = 0;
     for (int i = 0; i < j->n_stop; i++) {
-        char *f = j->stop[i][0] ? strstr(text, j->stop[i]) : NULL;
-        if (f && (!hit || f - text < j->text_cut)) {
-            j->text_cut = f - text;
+        size_t sl = strlen(j->stop[i]);
+        if (!sl)
+            continue;
+        const char *f = memmem(j->gen_text.data + from, j->gen_text.len - from, j->stop[i], sl);
+        if (f && (!hit || f - j->gen_text.data < j->text_cut)) {
+            j->text_cut = f - j->gen_text.data;
             hit = 1;
         }
     }
-    free(text);
     return hit;
 }
 
@@ -516,9 +543,10 @@ brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res,
     if (!mb)
         return brt_errf(err, BRT_ERR_INTERNAL, "results for unknown micro-batch %llu", (unsigned long long)mb_id);
     if (n != mb->n_steps) {
-        brt_errf(err, BRT_ERR_INTERNAL, "micro-batch %llu: %d results for %d steps", (unsigned long long)mb_id, n,
+        brt_errf(err, BRT_ERR_COMM, "micro-batch %llu: %d results for %d steps", (unsigned long long)mb_id, n,
                  mb->n_steps);
-        return BRT_ERR_INTERNAL;
+        brt_u64map_put(&s->inflight, mb_id, mb); /* still owned here; the run ends on this error */
+        return BRT_ERR_COMM;
     }
     const int32_t pi = mb->pipeline;
     for (int32_t i = 0; i < n; i++) {
@@ -528,8 +556,11 @@ brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res,
         if (!j)
             continue;
         j->inflight--;
-        if (j->status != BRT_JOB_RUNNING)
+        if (j->status != BRT_JOB_RUNNING) {
+            if (s->o.free_done && j->inflight == 0 && j->t_done > 0)
+                brt_sched_free_job(s, j);
             continue;
+        }
         if (r->job != st->job || r->index != st->index) {
             job_fail(s, j, BRT_ERR_INTERNAL, "result for the wrong step");
             continue;
@@ -539,6 +570,17 @@ brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res,
             continue;
         }
         const int32_t k = j->logprobs > 0 ? j->logprobs : 0;
+        /* results come from another rank: their sizes must be the ones this step asked for */
+        const int want_score = (st->logits & BRT_LOGITS_SCORE) != 0, want_full = (st->logits & BRT_LOGITS_FULL) != 0,
+                  want_sample = (st->logits & BRT_LOGITS_SAMPLE) != 0;
+        if ((st->logits && r->top_k != st->top_k) ||
+            (want_score && (r->n_scored != st->n_raw || !r->target_logprob || (k && !r->scored_top))) ||
+            (!want_score && r->n_scored) ||
+            (want_full && (r->n_full != st->n_raw || r->vocab != s->cfg.vocab_size || !r->full)) ||
+            (!want_full && r->n_full) || (want_sample && k && !r->sampled_top)) {
+            job_fail(s, j, BRT_ERR_COMM, "malformed results for step %u (sizes differ from what it asked)", st->index);
+            continue;
+        }
         if (r->n_scored && j->prompt_logprob) {
             int64_t pos0 = j->scored;
             for (int32_t q = 0; q < r->n_scored; q++) {

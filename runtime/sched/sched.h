@@ -14,12 +14,15 @@
 
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "engine/policy.h"
 #include "engine/step.h"
 #include "model/config.h"
 #include "model/tokenizer.h"
 
 typedef struct brt_sched brt_sched;
+
+#define BRT_MAX_JOB_TOKENS (1 << 24) /* prompt + generated tokens of one job (16M) */
 
 typedef struct brt_job_spec {
     const char *name;          /* custom_id, for messages */
@@ -58,6 +61,7 @@ typedef struct brt_job {
     int n_stop;
     const char *finish_reason;  /* "length" | "stop" */
     int64_t text_cut;           /* bytes of generated text to keep when a stop string matched (-1: all) */
+    brt_buf gen_text;           /* the generated text so far (only with stop strings) */
     /* outputs */
     float *gen_logprob;         /* [max_new] */
     brt_tok_lp *gen_top;        /* [max_new * k] */
@@ -71,6 +75,7 @@ typedef struct brt_job {
     int64_t scored;             /* prompt rows scored so far */
     int64_t *reserved;          /* [n_stages] bytes */
     double t_admit, t_first, t_done;
+    int64_t slot;               /* index in the scheduler's job list */
     struct brt_job *next_active, *prev_active;
 } brt_job;
 
@@ -89,13 +94,15 @@ typedef struct brt_sched_opts {
     int32_t max_jobs;           /* jobs running at once per pipeline (admission stops there) */
     brt_job_done_fn on_done;
     void *on_done_ctx;
+    int free_done;              /* free a job once on_done has seen it (batch runs: memory stays flat) */
 } brt_sched_opts;
 
 brt_status brt_sched_create(const brt_sched_opts *o, brt_sched **out, brt_err *err);
 void brt_sched_destroy(brt_sched *s);
 
 /* Add a job. Bad parameters or a job that can never fit fail it at once (on_done is called
- * with status FAILED); only allocation failures fail the call. */
+ * with status FAILED; with free_done, *out is then NULL); only allocation failures of the
+ * scheduler itself fail the call. */
 brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *spec, brt_job **out, brt_err *err);
 
 /* The next micro-batch for a pipeline (0 = nothing to send now). The micro-batch stays owned by
