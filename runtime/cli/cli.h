@@ -22,6 +22,7 @@ typedef struct cli_common {
     brt_node_opts node;
     double kv_budget_mb;
     int32_t ranks;            /* preset parallel.ranks (plan, submit) */
+    int32_t preset_pp, preset_dp; /* preset parallel.pp / dp: used when the launch has their ranks */
     char *preset_model;
     char *model_config;       /* preset: config.json to plan with when the model folder is absent */
     int quiet;
@@ -43,7 +44,7 @@ typedef struct cli_common {
     {"timeout", required_argument, 0, 1022}, {"beacon-pos", required_argument, 0, 1023},        \
     {"beacon-sink-size", required_argument, 0, 1024}, {"max-jobs", required_argument, 0, 1025}
 
-#define CLI_COMMON_HELP                                                                          \
+#define CLI_MODEL_HELP                                                                           \
     "model and long-context policy:\n"                                                           \
     "  --model DIR              Hugging Face model folder (config.json, *.safetensors, tokenizer.model)\n" \
     "  --config FILE            deployment preset (configs/*.json); flags override it\n"        \
@@ -59,7 +60,8 @@ typedef struct cli_common {
     "  --mem-layers L           LongLLaMA: memory layers, e.g. 6,12,18\n"                        \
     "  --last-context-length N  LongLLaMA: tokens kept local at the end of a call\n"             \
     "  --mem-dtype D            LongLLaMA: bfloat16 | float32\n"                                 \
-    "  --set KEY=JSON           set any config.json field\n"                                     \
+    "  --set KEY=JSON           set any config.json field (null removes it)\n"
+#define CLI_RESOURCE_HELP                                                                        \
     "resources:\n"                                                                               \
     "  --threads N              kernel threads per rank (default: cores / ranks per node)\n"     \
     "  --isa I                  avx512 | avx2 | generic (default: best available)\n"             \
@@ -68,6 +70,13 @@ typedef struct cli_common {
     "  --prefill-chunk N        full policy: tokens per prefill step (default 512)\n"                  \
     "  --max-jobs N             jobs running at once per pipeline (default 64)\n"            \
     "  --quiet                  no progress lines\n"
+#define CLI_PARALLEL_HELP                                                                        \
+    "ranks (under mpirun / srun):\n"                                                             \
+    "  --pp P, --dp D           pipeline stages x data-parallel replicas (P x D = ranks; default: one\n" \
+    "                           pipeline of all ranks)\n"                                          \
+    "  --max-inflight N         micro-batches in flight per pipeline (default 2 x stages)\n"       \
+    "  --timeout S              seconds a rank waits for a peer before failing (default 600)\n"
+#define CLI_COMMON_HELP CLI_MODEL_HELP CLI_RESOURCE_HELP CLI_PARALLEL_HELP
 
 void cli_common_init(cli_common *c);
 void cli_common_free(cli_common *c);
@@ -75,6 +84,9 @@ void cli_common_free(cli_common *c);
 int cli_common_opt(cli_common *c, int opt, const char *arg);
 /* After parsing: apply --config, check --model. */
 int cli_common_finish(cli_common *c, const char *cmd);
+
+/* The message for an option getopt refused or a value cli_common_opt refused; returns 2. */
+int cli_bad_option(const char *cmd, const struct option *opts, int longindex, int opt);
 
 /* Read token ids from FILE.safetensors[:TENSOR] (default tensor input_ids). */
 int cli_read_ids(const char *spec, int32_t **ids, size_t *n);

@@ -66,7 +66,8 @@ int cmd_generate(int argc, char **argv)
     unsigned long long seed = 1337;
     int as_json = 0, ignore_eos = 0, opt, rc = 1;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
+    int li = -1;
+    while ((opt = getopt_long(argc, argv, "n:h", opts, &li)) != -1) {
         char *end = NULL;
         switch (opt) {
         case 'p': prompt = optarg; break;
@@ -98,16 +99,11 @@ int cmd_generate(int argc, char **argv)
         case 'E': ignore_eos = 1; break;
         case 'j': as_json = 1; break;
         case 'h': fputs(k_help, stdout); rc = 0; goto out;
-        default: {
-            int r = opt >= 1000 ? cli_common_opt(&c, opt, optarg) : 0;
-            if (r == 1)
+        default:
+            if (opt >= 1000 && cli_common_opt(&c, opt, optarg) == 1)
                 break;
-            if (r < 0)
-                fprintf(stderr, "beaconrt generate: bad value '%s' for --%s\n", optarg, opts[0].name);
-            fprintf(stderr, "see beaconrt generate --help\n");
-            rc = 2;
+            rc = cli_bad_option("generate", opts, li, opt);
             goto out;
-        }
         }
     }
     if (cli_common_finish(&c, "generate") != 0) {
@@ -167,6 +163,10 @@ int cmd_generate(int argc, char **argv)
                      n_ids, node->be->name);
     brt_job_spec spec = {"generate", ids, (int64_t)n_ids, (int32_t)max_new, (float)temperature, (float)top_p, seed,
                          -1, 0, 0, ignore_eos, NULL, 0, NULL};
+    if (node->model.cfg.policy == BRT_POLICY_FULL && spec.prompt_len + spec.max_new > node->model.cfg.max_pos)
+        brt_log_warn("%lld tokens run past the model's %d positions with plain attention (policy full): the model "
+                     "was not trained there; a long-context policy (--policy beacon_v1, ...) reads long inputs",
+                     (long long)(spec.prompt_len + spec.max_new), node->model.cfg.max_pos);
     brt_job *job;
     if (brt_sched_submit(node->sched, &spec, &job, &err) != BRT_OK || brt_node_run(node, &err) != BRT_OK) {
         rc = cli_fail("generate", &err);

@@ -14,7 +14,7 @@ static const char *const k_help =
     "Prints the architecture, the long-context policy, the parameter count and dtypes, the weights'\n"
     "memory, and the long-context state one job of L document tokens (+ N generated) needs, known\n"
     "before it starts.\n"
-    "\n" CLI_COMMON_HELP;
+    "\n" CLI_MODEL_HELP;
 
 static void human(double bytes, char *buf, size_t n)
 {
@@ -40,7 +40,8 @@ int cmd_inspect(int argc, char **argv)
     long long doc = 0, max_new = 0;
     int opt, rc = 1, as_json = 0;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    int li = -1;
+    while ((opt = getopt_long(argc, argv, "h", opts, &li)) != -1) {
         switch (opt) {
         case 'L': doc = atoll(optarg); break;
         case 'n': max_new = atoll(optarg); break;
@@ -49,8 +50,7 @@ int cmd_inspect(int argc, char **argv)
         default:
             if (opt >= 1000 && cli_common_opt(&c, opt, optarg) == 1)
                 break;
-            fprintf(stderr, "beaconrt inspect: bad option (see beaconrt inspect --help)\n");
-            rc = 2;
+            rc = cli_bad_option("inspect", opts, li, opt);
             goto out;
         }
     }

@@ -34,19 +34,17 @@ int cmd_logits(int argc, char **argv)
     const char *ids_spec = NULL, *out_path = NULL;
     int opt, rc = 1;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    int li = -1;
+    while ((opt = getopt_long(argc, argv, "h", opts, &li)) != -1) {
         switch (opt) {
         case 'i': ids_spec = optarg; break;
         case 'o': out_path = optarg; break;
         case 'h': fputs(k_help, stdout); rc = 0; goto out;
-        default: {
-            int r = opt >= 1000 ? cli_common_opt(&c, opt, optarg) : 0;
-            if (r == 1)
+        default:
+            if (opt >= 1000 && cli_common_opt(&c, opt, optarg) == 1)
                 break;
-            fprintf(stderr, "beaconrt logits: bad option (see beaconrt logits --help)\n");
-            rc = 2;
+            rc = cli_bad_option("logits", opts, li, opt);
             goto out;
-        }
         }
     }
     if (cli_common_finish(&c, "logits") != 0 || !ids_spec || !out_path) {
@@ -82,6 +80,10 @@ int cmd_logits(int argc, char **argv)
         goto cleanup;
     }
     brt_job_spec spec = {"logits", ids, (int64_t)n, 0, 0, 1, 0, -1, 0, 1, 1, NULL, 0, NULL};
+    if (node->model.cfg.policy == BRT_POLICY_FULL && spec.prompt_len + spec.max_new > node->model.cfg.max_pos)
+        brt_log_warn("%lld tokens run past the model's %d positions with plain attention (policy full): the model "
+                     "was not trained there; a long-context policy (--policy beacon_v1, ...) reads long inputs",
+                     (long long)(spec.prompt_len + spec.max_new), node->model.cfg.max_pos);
     brt_job *job;
     if (brt_sched_submit(node->sched, &spec, &job, &err) != BRT_OK || brt_node_run(node, &err) != BRT_OK) {
         rc = cli_fail("logits", &err);

@@ -20,7 +20,7 @@ static const char *const k_help =
     "L document tokens (+ N generated) needs there, and how many such jobs fit in the KV budget. The\n"
     "budget per stage comes from --kv-budget-mb (or the preset's resources.kv_budget_mb), else from this\n"
     "machine's memory as beaconrt would choose it.\n"
-    "\n" CLI_COMMON_HELP;
+    "\n" CLI_MODEL_HELP;
 
 static double mib(int64_t b) { return b / 1048576.0; }
 
@@ -40,7 +40,8 @@ int cmd_plan(int argc, char **argv)
     int ranks = 0, opt, rc = 1, as_json = 0;
     const char *wdt = NULL;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    int li = -1;
+    while ((opt = getopt_long(argc, argv, "h", opts, &li)) != -1) {
         switch (opt) {
         case 'r': ranks = atoi(optarg); break;
         case 'L': doc = atoll(optarg); break;
@@ -51,8 +52,7 @@ int cmd_plan(int argc, char **argv)
         default:
             if (opt >= 1000 && cli_common_opt(&c, opt, optarg) == 1)
                 break;
-            fprintf(stderr, "beaconrt plan: bad option (see beaconrt plan --help)\n");
-            rc = 2;
+            rc = cli_bad_option("plan", opts, li, opt);
             goto out;
         }
     }

@@ -35,7 +35,7 @@ static const char *const k_help =
     "  --pp P, --dp D        pipeline stages x data-parallel replicas (P x D = ranks)\n"
     "  --max-inflight N      micro-batches in flight per pipeline (default 2 x stages)\n"
     "  --timeout S           seconds a rank waits for a peer before failing the run (default 600)\n"
-    "\n" CLI_COMMON_HELP;
+    "\n" CLI_MODEL_HELP CLI_RESOURCE_HELP;
 
 typedef struct run_ctx {
     brt_batch batch;
@@ -224,7 +224,8 @@ int cmd_run(int argc, char **argv)
     const char *in = NULL, *out_path = NULL, *served = NULL;
     int opt, rc = 1;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    int li = -1;
+    while ((opt = getopt_long(argc, argv, "h", opts, &li)) != -1) {
         switch (opt) {
         case 'i': in = optarg; break;
         case 'o': out_path = optarg; break;
@@ -234,8 +235,7 @@ int cmd_run(int argc, char **argv)
         default:
             if (opt >= 1000 && cli_common_opt(&c, opt, optarg) == 1)
                 break;
-            fprintf(stderr, "beaconrt run: bad option or value (see beaconrt run --help)\n");
-            rc = 2;
+            rc = cli_bad_option("run", opts, li, opt);
             goto done;
         }
     }

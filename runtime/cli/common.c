@@ -221,8 +221,8 @@ static int apply_preset(cli_common *c, const char *cmd)
         int kind; /* 0 int32, 1 double */
         void *dst;
     } fields[] = {
-        {"parallel", "pp", 0, &c->node.pp},
-        {"parallel", "dp", 0, &c->node.dp},
+        {"parallel", "pp", 0, &c->preset_pp},
+        {"parallel", "dp", 0, &c->preset_dp},
         {"parallel", "ranks", 0, &c->ranks},
         {"resources", "threads", 0, &c->node.threads},
         {"resources", "kv_budget_mb", 1, &c->kv_budget_mb},
@@ -271,6 +271,23 @@ int cli_common_finish(cli_common *c, const char *cmd)
         return -1;
     if (c->kv_budget_mb > 0 && c->node.kv_budget == 0)
         c->node.kv_budget = (int64_t)(c->kv_budget_mb * 1048576.0);
+    /* the preset's grid applies when this launch has its ranks (flags always apply) */
+    extern brt_transport *g_cli_tr;
+    int world = g_cli_tr ? g_cli_tr->world : 1;
+    if (!c->node.pp && !c->node.dp && (c->preset_pp || c->preset_dp)) {
+        int pp = c->preset_pp > 0 ? c->preset_pp : 1, dp = c->preset_dp > 0 ? c->preset_dp : 1;
+        if (pp * dp == world) {
+            c->node.pp = c->preset_pp;
+            c->node.dp = c->preset_dp;
+        } else if (strcmp(cmd, "plan") != 0)
+            fprintf(stderr, "beaconrt %s: note: %s asks for %d ranks (pp %d x dp %d); this launch has %d, using one "
+                            "pipeline of them\n",
+                    cmd, c->config_path, pp * dp, pp, dp, world);
+        else {
+            c->node.pp = c->preset_pp;
+            c->node.dp = c->preset_dp;
+        }
+    }
     if (!c->model) {
         fprintf(stderr, "beaconrt %s: --model DIR is required (see beaconrt %s --help)\n", cmd, cmd);
         return -1;
@@ -353,6 +370,14 @@ int cli_check_ids(const char *cmd, const char *spec, const int32_t *ids, size_t 
             return -1;
         }
     return 0;
+}
+
+int cli_bad_option(const char *cmd, const struct option *opts, int longindex, int opt)
+{
+    if (opt != '?' && longindex >= 0 && optarg)
+        fprintf(stderr, "beaconrt %s: bad value '%s' for --%s\n", cmd, optarg, opts[longindex].name);
+    fprintf(stderr, "see beaconrt %s --help\n", cmd);
+    return 2;
 }
 
 int cli_fail(const char *cmd, const brt_err *err)

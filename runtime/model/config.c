@@ -541,7 +541,9 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
     } else {
         c->policy = BRT_POLICY_FULL;
         static const char *const only[] = {"beacon_stride", "beacon_attn", "beacon_param", "beacon_ratio_mix",
-                                           "beacon_attend_previous", "mem_dtype", "mem_positionals", NULL};
+                                           "beacon_attend_previous", "beacon_attend_prev", "beacon_pos",
+                                           "beacon_sink_size", "beacon_embed_init", "beacon_parallel_window",
+                                           "mem_dtype", "mem_positionals", NULL};
         for (const char *const *k = only; *k; k++)
             if (has(r, *k)) {
                 st = brt_errf(err, BRT_ERR_FORMAT, "%s: \"%s\" without the rest of its long-context config",
