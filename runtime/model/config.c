@@ -120,9 +120,9 @@ static brt_status check_str(reader *r, const char *key)
 
 static brt_status unsupported(reader *r, const char *key, const char *why)
 {
-    char val[200] = "?";
+    char val[200] = "(absent: the default)";
     json_t *v = json_object_get(r->o, key);
-    if (v) {
+    if (v && !json_is_null(v)) {
         char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
         if (s) {
             snprintf(val, sizeof val, "%s", s);
