@@ -8,6 +8,8 @@
 
 #include "dist/node.h"
 
+extern brt_transport *g_cli_tr; /* MPI when launched by mpirun/srun, else NULL (main.c) */
+
 int cmd_generate(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
@@ -94,6 +96,15 @@ int cli_read_ids(const char *spec, int32_t **ids, size_t *n);
 char *cli_read_file(const char *path, size_t *len);
 
 int cli_fail(const char *cmd, const brt_err *err);
+/* Parses a whole decimal integer in [lo, hi]; 1 on success, 0 (out untouched) otherwise. */
+int cli_num(const char *arg, long lo, long hi, long *out);
+/* Opens the node for a one-job command. Returns 1 on the coordinator (rank 0) once the ids fit the
+ * model's vocabulary; otherwise 0 with *rc set: the open failed (the other ranks are aborted), the ids
+ * are out of range, or this rank was a pipeline stage and has already served the coordinator. */
+int cli_open_coordinator(cli_common *c, const char *cmd, const char *ids_spec, const int32_t *ids, size_t n,
+                         brt_node **node, int *rc);
+/* Warns when plain attention is asked to run past the model's trained positions. */
+void cli_warn_past_positions(const brt_model_config *cfg, int64_t tokens);
 /* An id outside [0, vocab) is an error naming the ids file (spec) and the position. */
 int cli_check_ids(const char *cmd, const char *spec, const int32_t *ids, size_t n, int32_t vocab);
 

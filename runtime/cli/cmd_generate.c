@@ -9,7 +9,6 @@
 #include "cli.h"
 #include "sched/batchio.h"
 
-extern brt_transport *g_cli_tr;
 
 static const char *const k_help =
     "usage: beaconrt generate --model DIR (--prompt TEXT | --prompt-file FILE | --input-ids FILE[:TENSOR])\n"
@@ -77,6 +76,7 @@ int cmd_generate(int argc, char **argv)
             max_new = strtol(optarg, &end, 10);
             if (*end || max_new < 0 || max_new > (1 << 24)) {
                 fprintf(stderr, "beaconrt generate: -n wants a token count, not '%s'\n", optarg);
+                rc = 2;
                 goto out;
             }
             break;
@@ -84,6 +84,7 @@ int cmd_generate(int argc, char **argv)
             temperature = strtod(optarg, &end);
             if (*end || temperature < 0) {
                 fprintf(stderr, "beaconrt generate: --temperature wants a number >= 0\n");
+                rc = 2;
                 goto out;
             }
             break;
@@ -91,10 +92,19 @@ int cmd_generate(int argc, char **argv)
             top_p = strtod(optarg, &end);
             if (*end || !(top_p > 0 && top_p <= 1)) {
                 fprintf(stderr, "beaconrt generate: --top-p wants a number in (0, 1]\n");
+                rc = 2;
                 goto out;
             }
             break;
-        case 's': seed = strtoull(optarg, &end, 10); break;
+        case 's':
+            errno = 0;
+            seed = strtoull(optarg, &end, 10);
+            if (!*optarg || *end || errno || *optarg == '-') {
+                fprintf(stderr, "beaconrt generate: --seed wants a non-negative integer, not '%s'\n", optarg);
+                rc = 2;
+                goto out;
+            }
+            break;
         case 'g': temperature = 0; break;
         case 'E': ignore_eos = 1; break;
         case 'j': as_json = 1; break;
@@ -131,21 +141,8 @@ int cmd_generate(int argc, char **argv)
         }
         prompt = file_text;
     }
-    if (brt_node_open(&c.node, g_cli_tr, &node, &err) != BRT_OK) {
-        rc = cli_fail("generate", &err);
-        if (g_cli_tr && g_cli_tr->world > 1)
-            g_cli_tr->abort(g_cli_tr, rc);
+    if (!cli_open_coordinator(&c, "generate", ids_spec, ids, n_ids, &node, &rc))
         goto cleanup;
-    }
-    if (node->grid.rank != 0) { /* a pipeline stage: run until the coordinator is done */
-        rc = brt_node_run(node, &err) == BRT_OK ? 0 : cli_fail("generate", &err);
-        goto cleanup;
-    }
-    if (ids_spec && cli_check_ids("generate", ids_spec, ids, n_ids, node->model.cfg.vocab_size) != 0) {
-        if (g_cli_tr && g_cli_tr->world > 1)
-            g_cli_tr->abort(g_cli_tr, 1);
-        goto cleanup;
-    }
     if (!ids) {
         if (brt_tokenizer_encode(node->model.tok, prompt, strlen(prompt), 1, &ids, &n_ids, &err) != BRT_OK) {
             brt_err_prefix(&err, "%s: ", prompt_file ? prompt_file : "--prompt");
@@ -163,10 +160,7 @@ int cmd_generate(int argc, char **argv)
                      n_ids, node->be->name);
     brt_job_spec spec = {"generate", ids, (int64_t)n_ids, (int32_t)max_new, (float)temperature, (float)top_p, seed,
                          -1, 0, 0, ignore_eos, NULL, 0, NULL};
-    if (node->model.cfg.policy == BRT_POLICY_FULL && spec.prompt_len + spec.max_new > node->model.cfg.max_pos)
-        brt_log_warn("%lld tokens run past the model's %d positions with plain attention (policy full): the model "
-                     "was not trained there; a long-context policy (--policy beacon_v1, ...) reads long inputs",
-                     (long long)(spec.prompt_len + spec.max_new), node->model.cfg.max_pos);
+    cli_warn_past_positions(&node->model.cfg, spec.prompt_len + spec.max_new);
     brt_job *job;
     if (brt_sched_submit(node->sched, &spec, &job, &err) != BRT_OK || brt_node_run(node, &err) != BRT_OK) {
         rc = cli_fail("generate", &err);

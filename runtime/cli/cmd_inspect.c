@@ -43,8 +43,16 @@ int cmd_inspect(int argc, char **argv)
     int li = -1;
     while ((opt = getopt_long(argc, argv, "h", opts, &li)) != -1) {
         switch (opt) {
-        case 'L': doc = atoll(optarg); break;
-        case 'n': max_new = atoll(optarg); break;
+        case 'L':
+        case 'n': {
+            long v;
+            if (!cli_num(optarg, 0, 1L << 40, &v)) {
+                rc = cli_bad_option("inspect", opts, li, opt);
+                goto out;
+            }
+            *(opt == 'L' ? &doc : &max_new) = v;
+            break;
+        }
         case 'j': as_json = 1; break;
         case 'h': fputs(k_help, stdout); rc = 0; goto out;
         default:

@@ -6,7 +6,6 @@
 #include "base/log.h"
 #include "cli.h"
 
-extern brt_transport *g_cli_tr;
 
 static const char *const k_help =
     "usage: beaconrt logits --model DIR --input-ids FILE.safetensors[:TENSOR] --out OUT.safetensors [options]\n"
@@ -59,31 +58,15 @@ int cmd_logits(int argc, char **argv)
     brt_err err;
     if (cli_read_ids(ids_spec, &ids, &n) != 0)
         goto out;
-    if (brt_node_open(&c.node, g_cli_tr, &node, &err) != BRT_OK) {
-        rc = cli_fail("logits", &err);
-        if (g_cli_tr && g_cli_tr->world > 1)
-            g_cli_tr->abort(g_cli_tr, rc);
+    if (!cli_open_coordinator(&c, "logits", ids_spec, ids, n, &node, &rc))
         goto cleanup;
-    }
-    if (node->grid.rank != 0) { /* a pipeline stage: run until the coordinator is done */
-        rc = brt_node_run(node, &err) == BRT_OK ? 0 : cli_fail("logits", &err);
-        goto cleanup;
-    }
-    if (ids_spec && cli_check_ids("logits", ids_spec, ids, n, node->model.cfg.vocab_size) != 0) {
-        if (g_cli_tr && g_cli_tr->world > 1)
-            g_cli_tr->abort(g_cli_tr, 1);
-        goto cleanup;
-    }
     logits_ctx lc = {0};
     if (brt_node_start_sched(node, on_done, &lc, &err) != BRT_OK) {
         rc = cli_fail("logits", &err);
         goto cleanup;
     }
     brt_job_spec spec = {"logits", ids, (int64_t)n, 0, 0, 1, 0, -1, 0, 1, 1, NULL, 0, NULL};
-    if (node->model.cfg.policy == BRT_POLICY_FULL && spec.prompt_len + spec.max_new > node->model.cfg.max_pos)
-        brt_log_warn("%lld tokens run past the model's %d positions with plain attention (policy full): the model "
-                     "was not trained there; a long-context policy (--policy beacon_v1, ...) reads long inputs",
-                     (long long)(spec.prompt_len + spec.max_new), node->model.cfg.max_pos);
+    cli_warn_past_positions(&node->model.cfg, spec.prompt_len + spec.max_new);
     brt_job *job;
     if (brt_sched_submit(node->sched, &spec, &job, &err) != BRT_OK || brt_node_run(node, &err) != BRT_OK) {
         rc = cli_fail("logits", &err);

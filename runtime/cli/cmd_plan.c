@@ -43,9 +43,20 @@ int cmd_plan(int argc, char **argv)
     int li = -1;
     while ((opt = getopt_long(argc, argv, "h", opts, &li)) != -1) {
         switch (opt) {
-        case 'r': ranks = atoi(optarg); break;
-        case 'L': doc = atoll(optarg); break;
-        case 'n': max_new = atoll(optarg); break;
+        case 'r':
+        case 'L':
+        case 'n': {
+            long v;
+            if (!cli_num(optarg, opt == 'r' ? 1 : 0, opt == 'r' ? 1 << 20 : 1L << 40, &v)) {
+                rc = cli_bad_option("plan", opts, li, opt);
+                goto out;
+            }
+            if (opt == 'r')
+                ranks = (int)v;
+            else
+                *(opt == 'L' ? &doc : &max_new) = v;
+            break;
+        }
         case 'w': wdt = optarg; break;
         case 'j': as_json = 1; break;
         case 'h': fputs(k_help, stdout); rc = 0; goto out;

@@ -15,7 +15,6 @@
 #include "cli.h"
 #include "sched/batchio.h"
 
-extern brt_transport *g_cli_tr;
 
 static const char *const k_help =
     "usage: [mpirun -np N] beaconrt run --model DIR --input jobs.jsonl --output results.jsonl\n"

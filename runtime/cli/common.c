@@ -55,7 +55,7 @@ static json_t *str_list(const char *arg)
     return a;
 }
 
-static int num(const char *arg, long lo, long hi, long *out)
+int cli_num(const char *arg, long lo, long hi, long *out)
 {
     char *end;
     errno = 0;
@@ -77,7 +77,7 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
     case 1003:
     case 1009:
     case 1024:
-        if (!num(arg, 0, 1L << 30, &v))
+        if (!cli_num(arg, 0, 1L << 30, &v))
             return -1;
         if (opt == 1003) { /* a list: an integer stride would mark the config as v2 */
             json_t *l = json_array();
@@ -114,7 +114,7 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
         return 1;
     }
     case 1012:
-        if (!num(arg, 1, 4096, &v))
+        if (!cli_num(arg, 1, 4096, &v))
             return -1;
         c->node.threads = (int)v;
         return 1;
@@ -128,18 +128,18 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
         return 1;
     }
     case 1015:
-        if (!num(arg, 1, 1 << 20, &v))
+        if (!cli_num(arg, 1, 1 << 20, &v))
             return -1;
         c->node.max_rows = (int32_t)v;
         return 1;
     case 1016:
-        if (!num(arg, 1, 1 << 20, &v))
+        if (!cli_num(arg, 1, 1 << 20, &v))
             return -1;
         c->node.prefill_chunk = (int32_t)v;
         return 1;
     case 1017:
     case 1018:
-        if (!num(arg, 1, 1 << 16, &v))
+        if (!cli_num(arg, 1, 1 << 16, &v))
             return -1;
         if (opt == 1017)
             c->node.pp = (int32_t)v;
@@ -148,13 +148,13 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
         return 1;
     case 1019: c->quiet = 1; c->node.progress = 0; return 1;
     case 1025:
-        if (!num(arg, 1, 1 << 20, &v))
+        if (!cli_num(arg, 1, 1 << 20, &v))
             return -1;
         c->node.max_jobs = (int32_t)v;
         return 1;
     case 1020: c->config_path = arg; return 1;
     case 1021:
-        if (!num(arg, 1, 1 << 16, &v))
+        if (!cli_num(arg, 1, 1 << 16, &v))
             return -1;
         c->node.max_inflight = (int32_t)v;
         return 1;
@@ -272,7 +272,6 @@ int cli_common_finish(cli_common *c, const char *cmd)
     if (c->kv_budget_mb > 0 && c->node.kv_budget == 0)
         c->node.kv_budget = (int64_t)(c->kv_budget_mb * 1048576.0);
     /* the preset's grid applies when this launch has its ranks (flags always apply) */
-    extern brt_transport *g_cli_tr;
     int world = g_cli_tr ? g_cli_tr->world : 1;
     if (!c->node.pp && !c->node.dp && (c->preset_pp || c->preset_dp)) {
         int pp = c->preset_pp > 0 ? c->preset_pp : 1, dp = c->preset_dp > 0 ? c->preset_dp : 1;
@@ -384,4 +383,36 @@ int cli_fail(const char *cmd, const brt_err *err)
 {
     fprintf(stderr, "beaconrt %s: error: %s\n", cmd, err->msg);
     return err->status == BRT_ERR_INVALID ? 2 : 1;
+}
+
+int cli_open_coordinator(cli_common *c, const char *cmd, const char *ids_spec, const int32_t *ids, size_t n,
+                         brt_node **node, int *rc)
+{
+    brt_err err;
+    *node = NULL;
+    if (brt_node_open(&c->node, g_cli_tr, node, &err) != BRT_OK) {
+        *rc = cli_fail(cmd, &err);
+        if (g_cli_tr && g_cli_tr->world > 1)
+            g_cli_tr->abort(g_cli_tr, *rc);
+        return 0;
+    }
+    if ((*node)->grid.rank != 0) { /* a pipeline stage: run until the coordinator is done */
+        *rc = brt_node_run(*node, &err) == BRT_OK ? 0 : cli_fail(cmd, &err);
+        return 0;
+    }
+    if (ids_spec && cli_check_ids(cmd, ids_spec, ids, n, (*node)->model.cfg.vocab_size) != 0) {
+        *rc = 1;
+        if (g_cli_tr && g_cli_tr->world > 1)
+            g_cli_tr->abort(g_cli_tr, 1);
+        return 0;
+    }
+    return 1;
+}
+
+void cli_warn_past_positions(const brt_model_config *cfg, int64_t tokens)
+{
+    if (cfg->policy == BRT_POLICY_FULL && tokens > cfg->max_pos)
+        brt_log_warn("%lld tokens run past the model's %d positions with plain attention (policy full): the model "
+                     "was not trained there; a long-context policy (--policy beacon_v1, ...) reads long inputs",
+                     (long long)tokens, cfg->max_pos);
 }

@@ -68,3 +68,22 @@ d=$(llama_copy noweights)
 rm "$d/model.safetensors"
 asan_fail "model folder without weights" "noweights: no model.safetensors" \
     logits --model "$d" --input-ids "$IDS" --out "$TMP/o.safetensors" --quiet
+
+# bad numbers on the command line name the flag and exit 2 (usage), before any model is read
+usage_fail() {
+    what=$1 pattern=$2
+    shift 2
+    asan_fail "$what" "$pattern" "$@"
+    [ "$rc" -eq 2 ] || fail "$what: exit $rc, expected 2 (bad usage)"
+}
+usage_fail "plan --ranks abc" "bad value 'abc' for --ranks" plan --model "$LLAMA" --ranks abc
+usage_fail "plan --doc-tokens -5" "bad value '-5' for --doc-tokens" plan --model "$LLAMA" --doc-tokens -5
+usage_fail "inspect --max-tokens 12x" "bad value '12x' for --max-tokens" inspect --model "$LLAMA" --max-tokens 12x
+usage_fail "generate --seed -3" "seed wants a non-negative integer, not '-3'" \
+    generate --model "$LLAMA" --input-ids "$IDS" --seed -3 -n 2 --quiet
+usage_fail "generate -n lots" "n wants a token count, not 'lots'" \
+    generate --model "$LLAMA" --input-ids "$IDS" -n lots --quiet
+usage_fail "generate --top-p 2" "top-p wants a number in (0, 1\]" \
+    generate --model "$LLAMA" --input-ids "$IDS" --top-p 2 -n 2 --quiet
+usage_fail "--threads 0" "bad value '0' for --threads" \
+    logits --model "$LLAMA" --input-ids "$IDS" --out "$TMP/o.safetensors" --threads 0 --quiet
