@@ -103,8 +103,10 @@ int cli_num(const char *arg, long lo, long hi, long *out);
  * are out of range, or this rank was a pipeline stage and has already served the coordinator. */
 int cli_open_coordinator(cli_common *c, const char *cmd, const char *ids_spec, const int32_t *ids, size_t n,
                          brt_node **node, int *rc);
-/* Warns when plain attention is asked to run past the model's trained positions. */
-void cli_warn_past_positions(const brt_model_config *cfg, int64_t tokens);
+/* Submits one job on the coordinator and runs the node until it ends. *done is where the scheduler's
+ * on_done callback stores the finished job. Returns 0 when it finished; otherwise prints why and
+ * returns the exit status. Warns first when plain attention runs past the model's trained positions. */
+int cli_run_one_job(brt_node *node, const char *cmd, const brt_job_spec *spec, brt_job *const *done);
 /* An id outside [0, vocab) is an error naming the ids file (spec) and the position. */
 int cli_check_ids(const char *cmd, const char *spec, const int32_t *ids, size_t n, int32_t vocab);
 

@@ -160,16 +160,9 @@ int cmd_generate(int argc, char **argv)
                      n_ids, node->be->name);
     brt_job_spec spec = {"generate", ids, (int64_t)n_ids, (int32_t)max_new, (float)temperature, (float)top_p, seed,
                          -1, 0, 0, ignore_eos, NULL, 0, NULL};
-    cli_warn_past_positions(&node->model.cfg, spec.prompt_len + spec.max_new);
-    brt_job *job;
-    if (brt_sched_submit(node->sched, &spec, &job, &err) != BRT_OK || brt_node_run(node, &err) != BRT_OK) {
-        rc = cli_fail("generate", &err);
+    if ((rc = cli_run_one_job(node, "generate", &spec, &g.job)) != 0)
         goto cleanup;
-    }
-    if (!g.job || g.job->status != BRT_JOB_DONE) {
-        fprintf(stderr, "beaconrt generate: error: %s\n", g.job ? g.job->error : "the job did not finish");
-        goto cleanup;
-    }
+    rc = 1;
     const int32_t *gen = g.job->tokens + g.job->prompt_len;
     int32_t n_gen = g.job->n_gen;
     char *text = NULL;

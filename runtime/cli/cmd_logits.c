@@ -66,16 +66,9 @@ int cmd_logits(int argc, char **argv)
         goto cleanup;
     }
     brt_job_spec spec = {"logits", ids, (int64_t)n, 0, 0, 1, 0, -1, 0, 1, 1, NULL, 0, NULL};
-    cli_warn_past_positions(&node->model.cfg, spec.prompt_len + spec.max_new);
-    brt_job *job;
-    if (brt_sched_submit(node->sched, &spec, &job, &err) != BRT_OK || brt_node_run(node, &err) != BRT_OK) {
-        rc = cli_fail("logits", &err);
+    if ((rc = cli_run_one_job(node, "logits", &spec, &lc.job)) != 0)
         goto cleanup;
-    }
-    if (!lc.job || lc.job->status != BRT_JOB_DONE) {
-        fprintf(stderr, "beaconrt logits: error: %s\n", lc.job ? lc.job->error : "the job did not finish");
-        goto cleanup;
-    }
+    rc = 1;
     if (lc.job->full_rows != (int64_t)n) {
         fprintf(stderr, "beaconrt logits: internal error: %lld of %zu rows computed\n", (long long)lc.job->full_rows, n);
         goto cleanup;

@@ -409,10 +409,21 @@ int cli_open_coordinator(cli_common *c, const char *cmd, const char *ids_spec, c
     return 1;
 }
 
-void cli_warn_past_positions(const brt_model_config *cfg, int64_t tokens)
+int cli_run_one_job(brt_node *node, const char *cmd, const brt_job_spec *spec, brt_job *const *done)
 {
+    const brt_model_config *cfg = &node->model.cfg;
+    int64_t tokens = spec->prompt_len + spec->max_new;
     if (cfg->policy == BRT_POLICY_FULL && tokens > cfg->max_pos)
         brt_log_warn("%lld tokens run past the model's %d positions with plain attention (policy full): the model "
                      "was not trained there; a long-context policy (--policy beacon_v1, ...) reads long inputs",
                      (long long)tokens, cfg->max_pos);
+    brt_err err;
+    brt_job *job;
+    if (brt_sched_submit(node->sched, spec, &job, &err) != BRT_OK || brt_node_run(node, &err) != BRT_OK)
+        return cli_fail(cmd, &err);
+    if (!*done || (*done)->status != BRT_JOB_DONE) {
+        fprintf(stderr, "beaconrt %s: error: %s\n", cmd, *done ? (*done)->error : "the job did not finish");
+        return 1;
+    }
+    return 0;
 }
