@@ -50,8 +50,15 @@ static int rehash(brt_u64map *m, size_t cap)
 
 int brt_u64map_put(brt_u64map *m, uint64_t key, void *val)
 {
-    if ((m->used + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 64) != 0)
-        return -1;
+    if ((m->used + 1) * 2 > m->cap) {
+        /* grow only for live entries: a map that adds and deletes (one entry per micro-batch in
+         * flight) is rebuilt at its size, dropping the tombstones, instead of doubling forever */
+        size_t cap = m->cap ? m->cap : 64;
+        while ((m->n + 1) * 4 > cap)
+            cap *= 2;
+        if (rehash(m, cap) != 0)
+            return -1;
+    }
     size_t i = slot(key, m->cap), tomb = (size_t)-1;
     while (m->keys[i] && m->keys[i] != key) {
         if (m->keys[i] == TOMB && tomb == (size_t)-1)

@@ -293,7 +293,7 @@ brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out,
                      j->reserved[st] / 1048576.0, brt_policy_name(s->cfg.policy), st, s->o.stage_layers[st],
                      s->o.stage_layers[st + 1] - 1, (long long)j->prompt_len, j->max_new,
                      s->o.stage_budget / 1048576.0);
-            return BRT_OK;
+            goto failed;
         }
     const int32_t k = j->logprobs > 0 ? j->logprobs : 0;
     const size_t gen = (size_t)(j->max_new > 0 ? j->max_new : 1);
