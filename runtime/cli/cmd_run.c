@@ -43,8 +43,9 @@ typedef struct run_ctx {
     const char *model_name;
     int32_t eos;
     int64_t ok, failed, gen_tokens, prompt_tokens;
-    brt_status io_status;
-    brt_err io_err;
+    brt_sched *sched;      /* halted when the output cannot be written */
+    brt_err io_err;        /* status != OK: the first output write that failed */
+    int64_t lost;          /* results that could not be written */
 } run_ctx;
 
 static uint64_t id_seed(const char *s) { return brt_fnv1a(BRT_FNV_INIT, s, strlen(s)); }
@@ -54,9 +55,15 @@ static void write_line(run_ctx *rc, const char *id, char *line)
     brt_err e;
     if (!line)
         return;
-    if (brt_journal_append(rc->journal, id, line, &e) != BRT_OK && rc->io_status == BRT_OK) {
-        rc->io_status = e.status;
-        rc->io_err = e;
+    /* a result that cannot be written is lost: stop the run rather than compute more of them
+     * (the rerun redoes what the output lacks) */
+    if (brt_journal_append(rc->journal, id, line, &e) != BRT_OK) {
+        rc->lost++;
+        if (rc->io_err.status == BRT_OK) {
+            rc->io_err = e;
+            if (rc->sched)
+                brt_sched_halt(rc->sched, &e);
+        }
     }
     free(line);
 }
@@ -282,6 +289,7 @@ int cmd_run(int argc, char **argv)
         rc = cli_fail("run", &err);
         goto close;
     }
+    ctx.sched = node->sched;
     size_t total = ctx.batch.n + ctx.batch.n_bad, done_before = brt_journal_n_done(ctx.journal);
     if (brt_journal_truncated_bytes(ctx.journal))
         brt_log_warn("%s: cut a torn last line (%zu bytes) left by an interrupted run; that request is redone",
@@ -297,6 +305,10 @@ int cmd_run(int argc, char **argv)
     int64_t submitted = 0;
     for (size_t i = 0; i < ctx.batch.n; i++) {
         brt_request *r = &ctx.batch.reqs[i];
+        if (ctx.io_err.status != BRT_OK) { /* an error line could not be written */
+            rc = cli_fail("run", &ctx.io_err);
+            goto close;
+        }
         if (brt_journal_is_done(ctx.journal, r->custom_id))
             continue;
         brt_node_keepalive(node); /* tokenizing a large batch takes a while */
@@ -319,8 +331,11 @@ int cmd_run(int argc, char **argv)
             }
         } else {
             ids = malloc(r->n_prompt_ids * sizeof *ids);
-            if (ids)
-                memcpy(ids, r->prompt_ids, r->n_prompt_ids * sizeof *ids);
+            if (!ids) {
+                rc = cli_fail("run", &(brt_err){BRT_ERR_NOMEM, "out of memory copying prompt ids"});
+                goto close;
+            }
+            memcpy(ids, r->prompt_ids, r->n_prompt_ids * sizeof *ids);
             n_ids = r->n_prompt_ids;
         }
         /* plain attention cannot read past the model's context; the long-context policies can */
@@ -353,12 +368,16 @@ int cmd_run(int argc, char **argv)
     double t0 = brt_now();
     st = brt_node_run(node, &err);
     double dt = brt_now() - t0;
-    if (st != BRT_OK) {
-        rc = cli_fail("run", &err);
+    if (ctx.io_err.status != BRT_OK) { /* the run halted on it (st is the same error) */
+        rc = cli_fail("run", &ctx.io_err);
+        fprintf(stderr,
+                "beaconrt run: stopped: %zu of %zu requests are in %s; %lld finished but could not be written; "
+                "rerun the same command to finish\n",
+                brt_journal_n_done(ctx.journal), total, out_path, (long long)ctx.lost);
         goto close;
     }
-    if (ctx.io_status != BRT_OK) {
-        rc = cli_fail("run", &ctx.io_err);
+    if (st != BRT_OK) {
+        rc = cli_fail("run", &err);
         goto close;
     }
     if (!c.quiet)

@@ -33,6 +33,7 @@ struct brt_sched {
     uint64_t next_job_id, next_mb_id;
     int64_t tokens_planned, tokens_total;
     int32_t max_step_rows;
+    brt_err halt;           /* status != OK: brt_sched_halt was called */
 };
 
 static void job_fail(brt_sched *s, brt_job *j, brt_status st, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -313,11 +314,12 @@ brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out,
         j->full = malloc((size_t)j->prompt_len * (size_t)s->cfg.vocab_size * sizeof(float));
     if (sp->n_stop > 0) {
         j->stop = calloc((size_t)sp->n_stop, sizeof *j->stop);
-        j->n_stop = j->stop ? sp->n_stop : 0;
+        int copied = j->stop != NULL;
+        if (copied) /* n_stop covers every slot, so the job's free releases what was copied */
+            j->n_stop = sp->n_stop;
         for (int i = 0; i < j->n_stop; i++)
-            if (!(j->stop[i] = strdup(sp->stop[i])))
-                j->n_stop = 0;
-        if (!j->n_stop) {
+            copied &= (j->stop[i] = strdup(sp->stop[i])) != NULL;
+        if (!copied) {
             job_fail(s, j, BRT_ERR_NOMEM, "no memory for the stop strings");
             goto failed;
         }
@@ -481,28 +483,11 @@ int brt_sched_next(brt_sched *s, int32_t pi, brt_microbatch **out)
     }
     mb->id = s->next_mb_id++;
     mb->pipeline = pi;
-    brt_u64map_put(&s->inflight, mb->id, mb);
-    p->inflight++;
-    *out = mb;
-    return 1;
-}
-
-int brt_sched_pending_release(brt_sched *s, int32_t pi, brt_microbatch **out)
-{
-    pipeline *p = &s->pipes[pi];
-    *out = NULL;
-    if (!p->n_release)
-        return 0;
-    brt_microbatch *mb = calloc(1, sizeof *mb);
-    if (!mb)
-        return 0;
-    mb->release = p->release;
-    mb->n_release = p->n_release;
-    p->release = NULL;
-    p->n_release = p->cap_release = 0;
-    mb->id = s->next_mb_id++;
-    mb->pipeline = pi;
-    brt_u64map_put(&s->inflight, mb->id, mb);
+    if (brt_u64map_put(&s->inflight, mb->id, mb) != 0) { /* its results cannot be matched: end the run */
+        brt_err e;
+        brt_errf(&e, BRT_ERR_NOMEM, "out of memory indexing micro-batch %llu", (unsigned long long)mb->id);
+        brt_sched_halt(s, &e);
+    }
     p->inflight++;
     *out = mb;
     return 1;
@@ -540,8 +525,13 @@ static int check_stop(brt_sched *s, brt_job *j)
 brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res, int32_t n, brt_err *err)
 {
     brt_microbatch *mb = brt_u64map_del(&s->inflight, mb_id);
-    if (!mb)
+    if (!mb) {
+        if (s->halt.status != BRT_OK) {
+            *err = s->halt;
+            return s->halt.status;
+        }
         return brt_errf(err, BRT_ERR_INTERNAL, "results for unknown micro-batch %llu", (unsigned long long)mb_id);
+    }
     if (n != mb->n_steps) {
         brt_errf(err, BRT_ERR_COMM, "micro-batch %llu: %d results for %d steps", (unsigned long long)mb_id, n,
                  mb->n_steps);
@@ -633,7 +623,17 @@ brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res,
     free(mb->release);
     free(mb);
     s->pipes[pi].inflight--;
+    if (s->halt.status != BRT_OK) {
+        *err = s->halt;
+        return s->halt.status;
+    }
     return BRT_OK;
+}
+
+void brt_sched_halt(brt_sched *s, const brt_err *why)
+{
+    if (s->halt.status == BRT_OK && why->status != BRT_OK)
+        s->halt = *why;
 }
 
 int64_t brt_sched_jobs_total(const brt_sched *s) { return s->n_jobs; }

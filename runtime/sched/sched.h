@@ -110,9 +110,10 @@ brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *spec, brt_job **ou
 int brt_sched_next(brt_sched *s, int32_t pipeline, brt_microbatch **mb);
 /* Results of a micro-batch from the pipeline's last stage (one per step, in step order). */
 brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res, int32_t n, brt_err *err);
-/* Jobs finished on a pipeline whose state the stages still hold and that no micro-batch will
- * release: the driver sends them in a release-only micro-batch before shutting down. */
-int brt_sched_pending_release(brt_sched *s, int32_t pipeline, brt_microbatch **mb);
+/* Ends the run from an on_done callback that cannot keep a result (the output cannot be
+ * written): the brt_sched_results call that finished the job returns this error, so the driver
+ * stops instead of computing results that would be lost. The first halt wins. */
+void brt_sched_halt(brt_sched *s, const brt_err *why);
 
 int64_t brt_sched_jobs_total(const brt_sched *s);
 int64_t brt_sched_jobs_finished(const brt_sched *s);

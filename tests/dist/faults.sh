@@ -3,7 +3,9 @@
 # requests alone, the rest completes; (2) kill -9 of a rank mid-batch ends the run within seconds
 # with a message naming the rank, and rerunning the same command completes the batch with every
 # request exactly once and the same results as an undisturbed run; (3) the same when the killed
-# rank is the coordinator; (4) a torn last line is cut and that request redone.
+# rank is the coordinator; (4) a torn last line is cut and that request redone; (5) an output that
+# cannot be written (a file size limit) stops the run at once instead of computing results that
+# would be lost, and the rerun finishes it.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/dist.sh"
 
@@ -88,4 +90,29 @@ grep -q "torn last line" "$TMP/torn.err" || fail "the torn line was not reported
 $NORM "$TMP/torn.jsonl" "$N" > "$TMP/torn.norm" || fail "torn line: missing or duplicated requests"
 cmp -s "$TMP/ref.norm" "$TMP/torn.norm" || fail "the redone request differs"
 note "a torn last line was cut and its request redone"
+
+# ---- (5) the output cannot be written ----
+# A 3 KiB file size limit (SIGXFSZ ignored, so write() fails with EFBIG) lets a few results in.
+# With --max-jobs 2 at most the two jobs running may finish unwritten; a run that carried on
+# would lose all the rest.
+$PYTHON "$BRT_SOURCE_DIR/tests/tools/make_batch.py" "$TMP/w.jsonl" text 24 300
+NW=$(wc -l < "$TMP/w.jsonl")
+"$BRT_BIN" run --model "$S" --input "$TMP/w.jsonl" --output "$TMP/w-ref.jsonl" --quiet 2>/dev/null || fail "write-limit reference run"
+set +e
+( trap '' XFSZ; ulimit -f 3; exec "$BRT_BIN" run --model "$S" --input "$TMP/w.jsonl" --output "$TMP/w-out.jsonl" \
+      --max-jobs 2 --quiet ) 2>"$TMP/w.err"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || { cat "$TMP/w.err"; fail "a run that cannot write its output exited $rc, expected 1"; }
+grep -q "w-out.jsonl: writing the result of .*File too large" "$TMP/w.err" || { cat "$TMP/w.err"; fail "the write error does not name the output"; }
+lost=$(sed -n 's/.*; \([0-9]*\) finished but could not be written.*/\1/p' "$TMP/w.err")
+[ -n "$lost" ] && [ "$lost" -le 2 ] || { cat "$TMP/w.err"; fail "the run went on after the output failed ($lost results lost)"; }
+kept=$(wc -l < "$TMP/w-out.jsonl")
+[ "$kept" -lt "$NW" ] || fail "the size limit did not bite"
+note "output write failure: exit 1 with $kept of $NW results kept, $lost lost: $(tail -n 1 "$TMP/w.err")"
+"$BRT_BIN" run --model "$S" --input "$TMP/w.jsonl" --output "$TMP/w-out.jsonl" --quiet 2>"$TMP/w2.err" || { cat "$TMP/w2.err"; fail "the rerun after the write failure"; }
+$NORM "$TMP/w-out.jsonl" "$NW" > "$TMP/w-out.norm" || fail "after the write failure: missing or duplicated requests"
+$NORM "$TMP/w-ref.jsonl" "$NW" > "$TMP/w-ref.norm"
+cmp -s "$TMP/w-ref.norm" "$TMP/w-out.norm" || fail "the batch finished after a write failure differs from an undisturbed run"
+note "rerun: all $NW requests exactly once, equal to the undisturbed run"
 echo "PASS"
