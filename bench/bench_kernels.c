@@ -1,5 +1,6 @@
-/* GEMM and attention throughput of the CPU backend, beside the machine's measured fp32 peak.
- *   bench_kernels [--threads N] [--isa avx512|avx2|generic] */
+/* GEMM throughput of a backend at the shapes the models use, beside the machine's measured
+ * fp32 peak (CPU).
+ *   bench_kernels [--device cpu|cuda] [--precision bf16|f32] [--threads N] [--isa avx512|avx2|generic] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,15 @@ static float frand(unsigned *s)
 static double time_gemm(brt_backend *be, int64_t m, int64_t n, int64_t k, brt_dtype dt, int reps)
 {
     unsigned seed = 1;
-    float *a = malloc((size_t)(m * k) * 4), *c = malloc((size_t)(m * n) * 4);
+    float *a = malloc((size_t)(m * k) * 4);
     size_t es = brt_dtype_size(dt);
     void *w = malloc((size_t)(n * k) * es);
+    brt_buffer *ab = NULL, *cb = NULL;
+    brt_err err;
+    double best = 1e30;
+    if (!a || !w || be->buffer_alloc(be, (size_t)(m * k) * 4, BRT_MEM_DEVICE, &ab, &err) != BRT_OK ||
+        be->buffer_alloc(be, (size_t)(m * n) * 4, BRT_MEM_DEVICE, &cb, &err) != BRT_OK)
+        goto out;
     for (int64_t i = 0; i < m * k; i++)
         a[i] = frand(&seed);
     for (int64_t i = 0; i < n * k; i++) {
@@ -30,39 +37,57 @@ static double time_gemm(brt_backend *be, int64_t m, int64_t n, int64_t k, brt_dt
         else
             ((uint16_t *)w)[i] = brt_f32_to_bf16(f);
     }
-    brt_weight W = {w, dt, n, k, "w"};
-    be->gemm(be, a, k, m, &W, NULL, c, n); /* warm */
-    double best = 1e30;
+    brt_weight W = {w, dt, n, k, "w", NULL, dt};
+    brt_mat am = brt_buffer_mat(ab, k, BRT_DT_F32), cm = brt_buffer_mat(cb, n, BRT_DT_F32);
+    if (be->weight_upload(be, &W, &err) != BRT_OK || be->set_rows(be, am, a, m, k, &err) != BRT_OK ||
+        be->gemm(be, am, m, &W, NULL, cm, &err) != BRT_OK || be->synchronize(be, &err) != BRT_OK) /* warm */
+        goto out;
     for (int r = 0; r < reps; r++) {
         double t0 = brt_now();
-        be->gemm(be, a, k, m, &W, NULL, c, n);
+        if (be->gemm(be, am, m, &W, NULL, cm, &err) != BRT_OK || be->synchronize(be, &err) != BRT_OK)
+            goto out;
         double dt2 = brt_now() - t0;
         if (dt2 < best)
             best = dt2;
     }
+out:
+    if (best == 1e30)
+        fprintf(stderr, "bench_kernels: %s\n", err.msg);
+    if (ab)
+        be->buffer_free(be, ab);
+    if (cb)
+        be->buffer_free(be, cb);
     free(a);
-    free(c);
     free(w);
-    return 2.0 * m * n * k / best / 1e9;
+    return best < 1e30 ? 2.0 * m * n * k / best / 1e9 : 0;
 }
 
 int main(int argc, char **argv)
 {
-    int threads = 0;
-    const char *isa = NULL;
+    brt_backend_opts o = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            threads = atoi(argv[++i]);
+            o.n_threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc)
-            isa = argv[++i];
+            o.isa = argv[++i];
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc)
+            o.device = argv[++i];
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc)
+            o.precision = argv[++i];
     }
-    brt_backend *be = brt_cpu_backend_create(threads, isa);
-    if (!be) {
-        fprintf(stderr, "bench_kernels: ISA %s not available\n", isa ? isa : "?");
+    brt_backend *be;
+    brt_err err;
+    if (brt_backend_create(&o, &be, &err) != BRT_OK) {
+        fprintf(stderr, "bench_kernels: %s\n", err.msg);
         return 1;
     }
-    double peak = bench_fp32_peak(be->n_threads);
-    printf("backend %s, %d threads; measured fp32 FMA peak %.1f GFLOP/s\n", be->name, be->n_threads, peak);
+    const int cpu = !strcmp(be->device, "cpu");
+    double peak = cpu ? bench_fp32_peak(be->n_threads) : 0;
+    if (cpu)
+        printf("backend %s, %d threads; measured fp32 FMA peak %.1f GFLOP/s\n", be->name, be->n_threads, peak);
+    else
+        printf("backend %s (state %s); the device's own ceilings: bench_gpu\n", be->name,
+               brt_dtype_name(be->state_dtype));
     struct {
         int64_t m, n, k;
         brt_dtype dt;
@@ -83,7 +108,7 @@ int main(int argc, char **argv)
         double g = time_gemm(be, cases[i].m, cases[i].n, cases[i].k, cases[i].dt, reps);
         printf("%-36s %6lld %6lld %6lld %5s %10.1f %7.0f%%\n", cases[i].what, (long long)cases[i].m,
                (long long)cases[i].n, (long long)cases[i].k, brt_dtype_name(cases[i].dt), g,
-               peak > 0 ? 100 * g / peak : 0);
+               peak > 0 ? 100 * g / peak : 0.0);
     }
     be->destroy(be);
     return 0;

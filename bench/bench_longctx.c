@@ -379,7 +379,7 @@ int main(int argc, char **argv)
                 printf("%-10s %7lld  cannot plan: %s\n", k_pol_name[p], (long long)len, err.msg);
                 continue;
             }
-            int64_t kv_pred = brt_plan_job_bytes(&cfg, &need, 0, cfg.n_layers, brt_node_block_bytes(&cfg));
+            int64_t kv_pred = brt_plan_job_bytes(&cfg, &need, 0, cfg.n_layers, brt_node_block_bytes(&cfg), BRT_DT_F32);
             int64_t pred = wbytes + kv_pred + act;
             if (pred > mem_limit_gb * 1073741824.0) {
                 char offs[16] = "-";

@@ -61,27 +61,38 @@ static void evict_caches(void)
 static double time_gemm(brt_backend *be, const brt_weight *w, int64_t m, int reps, int cold)
 {
     unsigned seed = 7;
-    float *a = malloc((size_t)(m * w->cols) * 4), *c = malloc((size_t)(m * w->rows) * 4);
-    if (!a || !c) {
-        free(a);
-        free(c);
-        return 0;
-    }
+    float *a = malloc((size_t)(m * w->cols) * 4);
+    brt_buffer *ab = NULL, *cb = NULL;
+    brt_err err;
+    double best = 0;
+    if (!a || be->buffer_alloc(be, (size_t)(m * w->cols) * 4, BRT_MEM_DEVICE, &ab, &err) != BRT_OK ||
+        be->buffer_alloc(be, (size_t)(m * w->rows) * 4, BRT_MEM_DEVICE, &cb, &err) != BRT_OK)
+        goto out;
     for (int64_t i = 0; i < m * w->cols; i++)
         a[i] = frand(&seed);
-    be->gemm(be, a, w->cols, m, w, NULL, c, w->rows); /* warm */
-    double best = 1e30;
+    brt_mat am = brt_buffer_mat(ab, w->cols, BRT_DT_F32), cm = brt_buffer_mat(cb, w->rows, BRT_DT_F32);
+    if (be->set_rows(be, am, a, m, w->cols, &err) != BRT_OK || be->gemm(be, am, m, w, NULL, cm, &err) != BRT_OK ||
+        be->synchronize(be, &err) != BRT_OK) /* warm */
+        goto out;
+    best = 1e30;
     for (int r = 0; r < reps; r++) {
         if (cold)
             evict_caches();
         double t0 = brt_now();
-        be->gemm(be, a, w->cols, m, w, NULL, c, w->rows);
+        if (be->gemm(be, am, m, w, NULL, cm, &err) != BRT_OK || be->synchronize(be, &err) != BRT_OK) {
+            best = 0;
+            goto out;
+        }
         double dt = brt_now() - t0;
         if (dt < best)
             best = dt;
     }
+out:
+    if (ab)
+        be->buffer_free(be, ab);
+    if (cb)
+        be->buffer_free(be, cb);
     free(a);
-    free(c);
     return best;
 }
 

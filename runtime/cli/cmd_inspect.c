@@ -88,7 +88,7 @@ int cmd_inspect(int argc, char **argv)
             brt_model_close(&m);
             goto out;
         }
-        state_bytes = brt_plan_job_bytes(cfg, &need, 0, cfg->n_layers, bb);
+        state_bytes = brt_plan_job_bytes(cfg, &need, 0, cfg->n_layers, bb, BRT_DT_F32);
     }
     const int64_t kv_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 4; /* f32 K+V, every layer */
     if (as_json) {

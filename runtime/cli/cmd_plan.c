@@ -145,7 +145,7 @@ int cmd_plan(int argc, char **argv)
         if (s == g.pp - 1 && !cfg.tie_embeddings)
             wbytes += ve;
         int64_t budget = c.node.kv_budget > 0 ? c.node.kv_budget : brt_node_default_kv_budget(ranks, wbytes);
-        int64_t job = doc > 0 ? brt_plan_job_bytes(&cfg, &need, a, b, bb) : 0;
+        int64_t job = doc > 0 ? brt_plan_job_bytes(&cfg, &need, a, b, bb, BRT_DT_F32) : 0;
         int64_t fit = job > 0 ? budget / job : -1;
         if (fit >= 0 && (fit_min < 0 || fit < fit_min))
             fit_min = fit;

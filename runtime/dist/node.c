@@ -139,7 +139,9 @@ static uint64_t config_hash(const brt_node *n)
 {
     uint64_t h = brt_fnv1a(BRT_FNV_INIT, &n->model.cfg, sizeof n->model.cfg); /* zeroed before parsing */
     h = brt_fnv1a(h, n->grid.layers, sizeof(int32_t) * (size_t)(n->grid.pp + 1));
-    int32_t knobs[4] = {n->max_rows, n->prefill_chunk, n->block_bytes, n->grid.dp};
+    /* the device and its state dtype too: admission counts every stage's bytes alike */
+    int32_t knobs[6] = {n->max_rows, n->prefill_chunk, n->block_bytes, n->grid.dp, (int32_t)n->be->state_dtype,
+                        (int32_t)brt_fnv1a(BRT_FNV_INIT, n->be->device, strlen(n->be->device))};
     return brt_fnv1a(h, knobs, sizeof knobs);
 }
 
@@ -270,12 +272,12 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
         if (threads < 1)
             threads = 1;
     }
-    n->be = brt_cpu_backend_create(threads, o->isa);
-    if (!n->be) {
-        st = brt_errf(err, BRT_ERR_UNSUPPORTED, "CPU kernels for instruction set '%s' are not available here",
-                      o->isa ? o->isa : "?");
+    /* each rank of a node takes its own GPU (ranks beyond the GPUs share them round robin) */
+    int gpus = o->device && !strcmp(o->device, "cuda") ? brt_backend_gpu_count() : 0;
+    brt_backend_opts bo = {o->device, threads, o->isa, gpus > 0 ? n->grid.local_rank % gpus : 0, o->precision};
+    st = brt_backend_create(&bo, &n->be, err);
+    if (st != BRT_OK)
         goto fail;
-    }
     brt_stage_opts so = {cfg, &n->model.files, a, b, s == 0, s == n->grid.pp - 1, n->be, n->kv_budget,
                          n->block_bytes, n->max_rows};
     st = brt_stage_create(&so, &n->stage, err);
@@ -306,8 +308,8 @@ brt_status brt_node_start_sched_ex(brt_node *n, brt_job_done_fn on_done, void *c
     if (n->grid.rank != 0)
         return BRT_OK;
     brt_sched_opts so = {&n->model.cfg, n->model.tok, n->grid.dp, n->grid.pp, n->grid.layers, n->kv_budget_min,
-                         n->block_bytes, n->max_rows, n->max_inflight, n->prefill_chunk, n->o.max_jobs, on_done,
-                         ctx, free_done};
+                         n->block_bytes, n->be->state_dtype, n->max_rows, n->max_inflight, n->prefill_chunk,
+                         n->o.max_jobs, on_done, ctx, free_done};
     return brt_sched_create(&so, &n->sched, err);
 }
 
@@ -365,14 +367,15 @@ static brt_status grow_results(brt_step_result **res, int32_t *cap, int32_t n, b
 
 /* Forward through this rank's stage and pass it on: to the next stage, or the results to the
  * coordinator (or straight into the scheduler when the coordinator is this rank). */
-static brt_status run_mb(brt_node *n, brt_microbatch *mb, float *hidden, brt_step_result **res, int32_t *res_cap,
-                         brt_err *err)
+/* Forward through this rank's stage and pass it on: to the next stage, or the results to the
+ * coordinator (or straight into the scheduler when the coordinator is this rank). */
+static brt_status run_mb(brt_node *n, brt_microbatch *mb, brt_step_result **res, int32_t *res_cap, brt_err *err)
 {
     set_status("running micro-batch %llu (%d steps, %d rows) on stage %d of pipeline %d", (unsigned long long)mb->id,
                mb->n_steps, mb->n_rows, n->grid.my_pp, n->grid.my_dp);
     BRT_TRY(grow_results(res, res_cap, mb->n_steps, err));
     double t0 = brt_now();
-    BRT_TRY(brt_stage_forward(n->stage, mb, hidden, *res, err));
+    BRT_TRY(brt_stage_forward(n->stage, mb, *res, err));
     trace_add(n, mb, t0, brt_now());
     const int last = n->grid.my_pp == n->grid.pp - 1;
     const int32_t n_steps = mb->n_steps; /* the scheduler frees mb when it takes the results */
@@ -392,9 +395,13 @@ static brt_status run_mb(brt_node *n, brt_microbatch *mb, float *hidden, brt_ste
         void *pl = st == BRT_OK ? malloc(bytes ? bytes : 1) : NULL;
         if (st == BRT_OK && !pl)
             st = brt_errf(err, BRT_ERR_NOMEM, "out of memory");
-        if (st == BRT_OK) {
-            memcpy(pl, hidden, bytes);
+        if (st == BRT_OK)
+            st = brt_stage_take_hidden(n->stage, pl, mb->n_rows, err);
+        if (st == BRT_OK)
             st = n->tr->send(n->tr, n->grid.rank + 1, BRT_TAG_MB, hdr, hl, pl, bytes, err);
+        else {
+            free(hdr);
+            free(pl);
         }
     }
     if (last)
@@ -490,13 +497,9 @@ static brt_status run_coordinator(brt_node *n, brt_err *err)
 {
     const int32_t dim = n->model.cfg.hidden, world = n->grid.world;
     const double timeout = n->o.timeout > 0 ? n->o.timeout : 600;
-    float *hidden = malloc((size_t)n->max_rows * dim * sizeof(float));
     brt_microbatch **local = calloc((size_t)n->max_inflight + 1, sizeof *local);
-    if (!hidden || !local) {
-        free(hidden);
-        free(local);
+    if (!local)
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
-    }
     int32_t n_local = 0, res_cap = 0;
     brt_step_result *res = NULL;
     progress pg = {brt_now(), brt_now()};
@@ -539,7 +542,7 @@ static brt_status run_coordinator(brt_node *n, brt_err *err)
         if (n_local) {
             brt_microbatch *mb = local[0];
             memmove(local, local + 1, (size_t)--n_local * sizeof *local);
-            if ((st = run_mb(n, mb, hidden, &res, &res_cap, err)) != BRT_OK)
+            if ((st = run_mb(n, mb, &res, &res_cap, err)) != BRT_OK)
                 goto out;
             busy = 1;
         }
@@ -632,7 +635,6 @@ static brt_status run_coordinator(brt_node *n, brt_err *err)
 out:
     free(res); /* micro-batches still in `local` belong to the scheduler */
     free(local);
-    free(hidden);
     return st;
 }
 
@@ -641,9 +643,6 @@ static brt_status run_stage_rank(brt_node *n, brt_err *err)
 {
     const int32_t dim = n->model.cfg.hidden;
     const double timeout = n->o.timeout > 0 ? n->o.timeout : 600;
-    float *hidden = malloc((size_t)n->max_rows * dim * sizeof(float));
-    if (!hidden)
-        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
     brt_step_result *res = NULL;
     int32_t res_cap = 0;
     brt_status st = BRT_OK;
@@ -694,18 +693,17 @@ static brt_status run_stage_rank(brt_node *n, brt_err *err)
             if (hd != dim || m.payload_len != want)
                 st = brt_errf(err, BRT_ERR_COMM, "rank %d sent %zu bytes of hidden states for %d rows of %d (expected %zu)",
                               m.src, m.payload_len, mb->n_rows, hd, want);
-            else if (want)
-                memcpy(hidden, m.payload, want);
+            else
+                st = brt_stage_put_hidden(n->stage, m.payload, mb->n_rows, err);
         }
         free(m.buf);
         if (st == BRT_OK)
-            st = run_mb(n, mb, hidden, &res, &res_cap, err);
+            st = run_mb(n, mb, &res, &res_cap, err);
         brt_wire_free_mb(mb);
         if (st != BRT_OK)
             break;
     }
     free(res);
-    free(hidden);
     return st;
 }
 

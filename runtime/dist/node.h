@@ -20,6 +20,8 @@ typedef struct brt_node_opts {
     int need_tokenizer;
     int threads;              /* kernel threads per rank (0 = cores / ranks on the node) */
     const char *isa;          /* NULL = best */
+    const char *device;       /* "cpu" (NULL) or "cuda": every rank computes there */
+    const char *precision;    /* CUDA: "bf16" (NULL) or "f32" */
     int32_t pp, dp;           /* 0 = one pipeline of all ranks */
     int64_t kv_budget;        /* bytes of KV state per stage (0 = from the machine's memory) */
     int32_t max_rows;         /* rows per micro-batch (0 = default) */

@@ -3,27 +3,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK_BLOCKS 64 /* blocks allocated from the system at a time */
+#define CHUNK_BLOCKS 64 /* blocks allocated from the backend at a time (at least) */
 
 struct brt_kvpool {
+    brt_backend *be;
     int32_t block_bytes;
-    int64_t budget, used, peak; /* bytes of blocks handed out */
-    int64_t allocated;          /* bytes obtained from the system */
-    void **free_list;
+    int32_t chunk_blocks;        /* blocks per chunk */
+    int64_t budget, used, peak;  /* bytes of blocks handed out */
+    int64_t n_made;              /* blocks obtained from the backend */
+    int32_t *free_list;          /* block ids, the lowest on top */
     int64_t n_free, cap_free;
-    void **chunks;
+    brt_buffer **chunks;
     int64_t n_chunks;
 };
 
-brt_status brt_kvpool_create(int64_t budget, int32_t block_bytes, brt_kvpool **out, brt_err *err)
+brt_status brt_kvpool_create(brt_backend *be, int64_t budget, int32_t block_bytes, brt_kvpool **out, brt_err *err)
 {
     if (block_bytes < 64 || block_bytes % 64)
         return brt_errf(err, BRT_ERR_INVALID, "KV block size %d must be a positive multiple of 64", block_bytes);
     brt_kvpool *p = calloc(1, sizeof *p);
     if (!p)
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    p->be = be;
     p->block_bytes = block_bytes;
     p->budget = budget;
+    int64_t cb = be && be->min_alloc > 0 ? be->min_alloc / block_bytes : 0;
+    p->chunk_blocks = (int32_t)(cb > CHUNK_BLOCKS ? (cb < (1 << 20) ? cb : 1 << 20) : CHUNK_BLOCKS);
     *out = p;
     return BRT_OK;
 }
@@ -33,49 +38,55 @@ void brt_kvpool_destroy(brt_kvpool *p)
     if (!p)
         return;
     for (int64_t i = 0; i < p->n_chunks; i++)
-        free(p->chunks[i]);
+        p->be->buffer_free(p->be, p->chunks[i]);
     free(p->chunks);
     free(p->free_list);
     free(p);
 }
 
+brt_backend *brt_kvpool_backend(const brt_kvpool *p) { return p->be; }
+brt_dtype brt_kvpool_state_dtype(const brt_kvpool *p) { return p->be->state_dtype; }
 int32_t brt_kvpool_block_bytes(const brt_kvpool *p) { return p->block_bytes; }
 int64_t brt_kvpool_used_bytes(const brt_kvpool *p) { return p->used; }
 int64_t brt_kvpool_peak_bytes(const brt_kvpool *p) { return p->peak; }
 int64_t brt_kvpool_budget_bytes(const brt_kvpool *p) { return p->budget; }
 
-static void *pool_get(brt_kvpool *p)
+/* A block id, or -1 when the budget (or the backend's memory) is spent. */
+static int32_t pool_get(brt_kvpool *p)
 {
     if (p->used + p->block_bytes > p->budget)
-        return NULL;
+        return -1;
     if (p->n_free == 0) {
-        int64_t n = CHUNK_BLOCKS;
-        if (p->allocated + n * p->block_bytes > p->budget)
-            n = (p->budget - p->allocated) / p->block_bytes;
-        if (n <= 0)
-            return NULL;
+        int64_t n = p->chunk_blocks;
+        if ((p->n_made + n) * p->block_bytes > p->budget)
+            n = p->budget / p->block_bytes - p->n_made;
+        if (n <= 0 || p->n_made + n > INT32_MAX)
+            return -1;
         /* the free list must hold every block ever made (all may come back at once): grow it
          * first, so a failure leaves the pool as it was */
-        int64_t total = p->allocated / p->block_bytes + n;
+        int64_t total = p->n_made + n;
         if (p->cap_free < total) {
             int64_t cap = p->cap_free * 2 > total ? p->cap_free * 2 : total;
-            void **nf = realloc(p->free_list, (size_t)cap * sizeof *nf);
+            int32_t *nf = realloc(p->free_list, (size_t)cap * sizeof *nf);
             if (!nf)
-                return NULL;
+                return -1;
             p->free_list = nf;
             p->cap_free = cap;
         }
-        void **nc = realloc(p->chunks, (size_t)(p->n_chunks + 1) * sizeof *nc);
+        brt_buffer **nc = realloc(p->chunks, (size_t)(p->n_chunks + 1) * sizeof *nc);
         if (!nc)
-            return NULL;
+            return -1;
         p->chunks = nc;
-        char *chunk = aligned_alloc(64, (size_t)(n * p->block_bytes));
-        if (!chunk)
-            return NULL;
+        brt_buffer *chunk;
+        brt_err e;
+        if (p->be->buffer_alloc(p->be, (size_t)(n * p->block_bytes), BRT_MEM_DEVICE, &chunk, &e) != BRT_OK)
+            return -1;
         p->chunks[p->n_chunks++] = chunk;
-        p->allocated += n * p->block_bytes;
+        /* ids of a chunk: chunk index * chunk_blocks + i (the last chunk may be shorter) */
+        int64_t first = (p->n_chunks - 1) * (int64_t)p->chunk_blocks;
         for (int64_t i = n - 1; i >= 0; i--)
-            p->free_list[p->n_free++] = chunk + i * p->block_bytes;
+            p->free_list[p->n_free++] = (int32_t)(first + i);
+        p->n_made += n;
     }
     p->used += p->block_bytes;
     if (p->used > p->peak)
@@ -83,7 +94,7 @@ static void *pool_get(brt_kvpool *p)
     return p->free_list[--p->n_free];
 }
 
-static void pool_put(brt_kvpool *p, void *b)
+static void pool_put(brt_kvpool *p, int32_t b)
 {
     p->free_list[p->n_free++] = b; /* cap_free >= every block ever made */
     p->used -= p->block_bytes;
@@ -91,7 +102,7 @@ static void pool_put(brt_kvpool *p, void *b)
 
 static int32_t per_block(int32_t block_bytes, brt_dtype dt, int32_t width)
 {
-    int32_t es = dt == BRT_DT_F32 ? 4 : 2;
+    int32_t es = (int32_t)brt_dtype_size(dt);
     int32_t n = block_bytes / (es * width);
     return n < 1 ? 1 : n;
 }
@@ -126,15 +137,15 @@ brt_status brt_kvseq_reserve(brt_kvseq *s, brt_kvpool *p, int32_t more, brt_err 
         int64_t cap = s->cap_blocks ? s->cap_blocks * 2 : 4;
         if (cap < need)
             cap = need;
-        void **nb = realloc(s->blocks, (size_t)cap * sizeof *nb);
+        int32_t *nb = realloc(s->blocks, (size_t)cap * sizeof *nb);
         if (!nb)
             return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
         s->blocks = nb;
         s->cap_blocks = (int32_t)cap;
     }
     while (s->n_blocks < need) {
-        void *b = pool_get(p);
-        if (!b)
+        int32_t b = pool_get(p);
+        if (b < 0)
             return brt_errf(err, BRT_ERR_CAPACITY,
                             "KV pool exhausted (%lld of %lld bytes in use); admission control should have "
                             "prevented this",
@@ -144,65 +155,81 @@ brt_status brt_kvseq_reserve(brt_kvseq *s, brt_kvpool *p, int32_t more, brt_err 
     return BRT_OK;
 }
 
-brt_status brt_kvseq_append_f32(brt_kvseq *s, brt_kvpool *p, const float *rows, int64_t ld, int32_t n, brt_err *err)
+brt_mat brt_kvseq_view(const brt_kvseq *s, const brt_kvpool *p, int32_t i)
 {
-    BRT_TRY(brt_kvseq_reserve(s, p, n, err));
-    for (int32_t i = 0; i < n; i++) {
-        void *dst = brt_kvseq_slot(s, s->n + i);
-        const float *src = rows + (int64_t)i * ld;
-        if (s->dtype == BRT_DT_F32)
-            memcpy(dst, src, (size_t)s->width * 4);
-        else {
-            uint16_t *d = dst;
-            for (int32_t j = 0; j < s->width; j++)
-                d[j] = brt_f32_to_bf16(src[j]);
-        }
+    const int32_t b = s->blocks[i / s->per_block];
+    const int64_t es = (int64_t)brt_dtype_size(s->dtype);
+    const int64_t off = (int64_t)(b % p->chunk_blocks) * p->block_bytes + (int64_t)(i % s->per_block) * s->width * es;
+    return brt_mat_make(p->chunks[b / p->chunk_blocks], off, s->width, s->dtype);
+}
+
+int32_t brt_kvseq_runs(const brt_kvseq *s, const brt_kvpool *p, int32_t i, int32_t n, brt_run *runs, int32_t cap)
+{
+    int32_t w = 0;
+    while (n > 0 && w < cap) {
+        int32_t in_block = s->per_block - i % s->per_block, take = n < in_block ? n : in_block;
+        runs[w++] = (brt_run){brt_kvseq_view(s, p, i), take};
+        i += take;
+        n -= take;
     }
-    s->n += n;
-    return BRT_OK;
+    return w;
 }
 
-void brt_kvseq_read_f32(const brt_kvseq *s, int32_t i, float *dst)
+brt_status brt_kvseq_read_f32(const brt_kvseq *s, const brt_kvpool *p, int32_t i, float *dst, brt_err *err)
 {
-    const void *src = brt_kvseq_slot(s, i);
+    brt_backend *be = p->be;
     if (s->dtype == BRT_DT_F32)
-        memcpy(dst, src, (size_t)s->width * 4);
-    else
-        for (int32_t j = 0; j < s->width; j++)
-            dst[j] = brt_bf16_to_f32(((const uint16_t *)src)[j]);
+        return be->get_rows(be, brt_kvseq_view(s, p, i), dst, 1, s->width, err);
+    uint16_t *tmp = malloc((size_t)s->width * sizeof *tmp);
+    if (!tmp)
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    brt_status st = be->get_rows(be, brt_kvseq_view(s, p, i), tmp, 1, s->width, err);
+    for (int32_t j = 0; st == BRT_OK && j < s->width; j++)
+        dst[j] = brt_bf16_to_f32(tmp[j]);
+    free(tmp);
+    return st;
 }
 
-void brt_kvseq_drop_front(brt_kvseq *s, brt_kvpool *p, int32_t from)
+brt_status brt_kvseq_drop_front(brt_kvseq *s, brt_kvpool *p, int32_t from, brt_err *err)
 {
     if (from <= 0)
-        return;
+        return BRT_OK;
     if (from >= s->n) {
-        int32_t keep_blocks = 0;
-        for (int32_t i = keep_blocks; i < s->n_blocks; i++)
+        for (int32_t i = 0; i < s->n_blocks; i++)
             pool_put(p, s->blocks[i]);
         s->n_blocks = 0;
         s->n = 0;
-        return;
+        return BRT_OK;
     }
-    size_t es = s->dtype == BRT_DT_F32 ? 4 : 2;
-    int32_t left = s->n - from;
-    for (int32_t i = 0; i < left; i++)
-        memmove(brt_kvseq_slot(s, i), brt_kvseq_slot(s, from + i), (size_t)s->width * es);
+    const int32_t left = s->n - from, nb = (left + s->per_block - 1) / s->per_block + 1;
+    brt_run stack[2][16], *dst = stack[0], *src = stack[1];
+    if (nb > 16) {
+        dst = malloc((size_t)nb * 2 * sizeof *dst);
+        if (!dst)
+            return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+        src = dst + nb;
+    }
+    int32_t nd = brt_kvseq_runs(s, p, 0, left, dst, nb), ns = brt_kvseq_runs(s, p, from, left, src, nb);
+    brt_status st = p->be->copy_rows(p->be, dst, nd, src, ns, s->width, NULL, NULL, 0, err);
+    if (dst != stack[0])
+        free(dst);
+    BRT_TRY(st);
     s->n = left;
     int32_t need = (left + s->per_block - 1) / s->per_block;
     for (int32_t i = need; i < s->n_blocks; i++)
         pool_put(p, s->blocks[i]);
     s->n_blocks = need;
+    return BRT_OK;
 }
 
-int32_t brt_kvseq_spans(const brt_kvseq *k, const brt_kvseq *v, brt_kv_span *out, int32_t cap)
+int32_t brt_kvseq_spans(const brt_kvseq *k, const brt_kvseq *v, const brt_kvpool *p, brt_kv_span *out, int32_t cap)
 {
     int32_t w = 0;
     for (int32_t b = 0; b * k->per_block < k->n && w < cap; b++) {
         int32_t n = k->n - b * k->per_block;
         if (n > k->per_block)
             n = k->per_block;
-        out[w++] = (brt_kv_span){k->blocks[b], v->blocks[b], n, k->width, k->dtype};
+        out[w++] = (brt_kv_span){brt_kvseq_view(k, p, b * k->per_block), brt_kvseq_view(v, p, b * v->per_block), n};
     }
     return w;
 }

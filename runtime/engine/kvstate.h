@@ -1,6 +1,7 @@
 /* Long-context state of one job on one stage, per layer, in pool blocks, and the helpers every
  * policy uses to keep it: regions of slots with post-RoPE keys (and pre-RoPE keys where a
- * region's positions can change), appended, re-rotated and handed to attention as spans.
+ * region's positions can change), appended, re-rotated and handed to attention as spans. Every
+ * move of state is a backend op: a policy says which slots go where, never touches them.
  *
  * Regions (which ones a policy uses is its own business):
  *   sink  beacon v2 attention sink          keys rotated at 0..sink-1
@@ -33,29 +34,38 @@ typedef struct brt_job_state {
     int32_t raw_kind_n, raw_kind_cap;
 } brt_job_state;
 
-/* Rotation context: RoPE tables and scratch shared by the helpers. */
-typedef struct brt_rope_ctx {
+/* What the helpers share: the backend, the pool, RoPE, and room for run lists. */
+typedef struct brt_kv_ctx {
     brt_backend *be;
-    const float *inv_freq;  /* [head_dim/2] */
-    float pos_div;          /* linear RoPE scaling: positions are divided by the factor (1 = none) */
+    brt_kvpool *pool;
+    brt_rope rope;          /* inv_freq in backend memory, head_dim, pos_div */
     int32_t n_kv_heads, head_dim;
-    float *tmp;             /* scratch [tmp_rows, kv_dim] */
-    float *tmp_pos;         /* scratch [tmp_rows] */
-    int32_t tmp_rows;
-} brt_rope_ctx;
+    brt_run *runs;          /* scratch [runs_cap] */
+    int32_t runs_cap;
+} brt_kv_ctx;
 
+void brt_kv_ctx_free(brt_kv_ctx *kc);
+
+/* Region dtypes: sink and raw in the pool's state dtype, memory in mem_dtype. */
 void brt_layer_state_init(brt_layer_state *ls, brt_kvpool *pool, int32_t kv_dim, brt_dtype mem_dtype, int keep_kpre);
 void brt_layer_state_clear(brt_layer_state *ls, brt_kvpool *pool);
 
-/* Append rows of pre-RoPE keys rotated at positions first_pos.. (rotate = 0: stored as given). */
-brt_status brt_kv_append_rotated(brt_rope_ctx *rc, brt_kvpool *pool, brt_kvseq *kseq, const float *kpre,
-                                 int64_t ldk, int32_t n, int32_t first_pos, int rotate, brt_err *err);
+/* Append n rows of a view (f32 activations or slots) to seq, rotated at positions first_pos..
+ * when rotate (from their f32 values, before conversion to seq's dtype). */
+brt_status brt_kv_append(brt_kv_ctx *kc, brt_kvseq *seq, brt_mat rows, int32_t n, int rotate, int32_t first_pos,
+                         brt_err *err);
+/* The same from a gather: the concatenation of src runs. */
+brt_status brt_kv_append_runs(brt_kv_ctx *kc, brt_kvseq *seq, const brt_run *src, int32_t n_src, int rotate,
+                              int32_t first_pos, brt_err *err);
 /* Re-rotate the raw region from its pre-RoPE keys so slot j sits at base + j. */
-void brt_kv_rebase_raw(brt_rope_ctx *rc, brt_layer_state *ls, int32_t base);
-/* Rotate rows in place at the given integer positions (scaled by pos_scale). */
-void brt_rope_rows(brt_rope_ctx *rc, float *x, int64_t ld, int32_t rows, int32_t heads, const int32_t *pos);
+brt_status brt_kv_rebase_raw(brt_kv_ctx *kc, brt_layer_state *ls, int32_t base, brt_err *err);
+/* Rotate rows of a view in place at the given integer positions. */
+brt_status brt_rope_rows(brt_kv_ctx *kc, brt_mat x, int32_t rows, int32_t heads, const int32_t *pos, brt_err *err);
+/* Room for n runs in kc->runs. */
+brt_status brt_kv_runs_reserve(brt_kv_ctx *kc, int32_t n, brt_err *err);
 
 /* Append the spans of region (k, v) to out; returns the new count. */
-int32_t brt_kv_add_spans(const brt_kvseq *k, const brt_kvseq *v, brt_kv_span *out, int32_t n, int32_t cap);
+int32_t brt_kv_add_spans(const brt_kv_ctx *kc, const brt_kvseq *k, const brt_kvseq *v, brt_kv_span *out, int32_t n,
+                         int32_t cap);
 
 #endif

@@ -52,15 +52,16 @@ brt_status brt_step_alloc_rows(brt_step *st, int32_t n, brt_err *err)
     return BRT_OK;
 }
 
-brt_status brt_policy_rope_step(brt_layer_ctx *c, int rotate)
+brt_status brt_policy_rope_step(brt_layer_ctx *c, int rotate, brt_err *err)
 {
     const brt_step *st = c->step;
+    brt_backend *be = c->kv->be;
     const int32_t kvd = c->cfg->n_kv_heads * c->cfg->head_dim;
-    for (int32_t r = 0; r < st->n_rows; r++)
-        memcpy(c->kpre + (int64_t)r * kvd, c->k + (int64_t)r * c->ldk, (size_t)kvd * sizeof(float));
+    brt_run dst = {c->kpre, st->n_rows}, src = {c->k, st->n_rows};
+    BRT_TRY(be->copy_rows(be, &dst, 1, &src, 1, kvd, NULL, NULL, 0, err));
     if (rotate) {
-        brt_rope_rows(c->rope, c->q, c->ldq, st->n_rows, c->cfg->n_heads, st->pos);
-        brt_rope_rows(c->rope, c->k, c->ldk, st->n_rows, c->cfg->n_kv_heads, st->pos);
+        BRT_TRY(brt_rope_rows(c->kv, c->q, st->n_rows, c->cfg->n_heads, st->pos, err));
+        BRT_TRY(brt_rope_rows(c->kv, c->k, st->n_rows, c->cfg->n_kv_heads, st->pos, err));
     }
     return BRT_OK;
 }
@@ -166,11 +167,11 @@ brt_status brt_plan_state_need(const brt_model_config *cfg, int64_t prompt_len, 
 }
 
 int64_t brt_plan_job_bytes(const brt_model_config *cfg, const brt_state_need *need, int32_t a, int32_t b,
-                           int32_t block_bytes)
+                           int32_t block_bytes, brt_dtype state_dtype)
 {
     const brt_policy_ops *ops = brt_policy_ops_for(cfg->policy);
     int64_t total = 0;
     for (int32_t l = a; l < b; l++)
-        total += ops->layer_bytes(cfg, l, block_bytes, need->sink, need->mem, need->raw);
+        total += ops->layer_bytes(cfg, l, block_bytes, state_dtype, need->sink, need->mem, need->raw);
     return total;
 }

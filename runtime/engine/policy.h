@@ -34,20 +34,19 @@ typedef struct brt_plan {
     int64_t call_begin, call_end;
 } brt_plan;
 
-/* Everything a stage hands a policy for one step at one layer. */
+/* Everything a stage hands a policy for one step at one layer. The step's rows are views into the
+ * stage's activations; the policy moves state only through the helpers of kvstate.h. */
 typedef struct brt_layer_ctx {
     const brt_model_config *cfg;
-    brt_kvpool *pool;
-    brt_rope_ctx *rope;
+    brt_kv_ctx *kv;           /* backend, pool, RoPE */
     int32_t layer;            /* global layer index */
     const brt_step *step;
     brt_job_state *job;
     brt_layer_state *ls;
-    float *q;                 /* [n_rows, q_dim] pre-RoPE; rotated in place by prepare */
-    float *k;                 /* [n_rows, kv_dim] pre-RoPE; rotated in place by prepare */
-    float *kpre;              /* [n_rows, kv_dim] pre-RoPE copy, kept for the state */
-    float *v;                 /* [n_rows, kv_dim] */
-    int64_t ldq, ldk;
+    brt_mat q;                /* [n_rows, q_dim] f32 pre-RoPE; rotated in place by prepare */
+    brt_mat k;                /* [n_rows, kv_dim] f32 pre-RoPE; rotated in place by prepare */
+    brt_mat kpre;             /* [n_rows, kv_dim] f32 pre-RoPE copy, kept for the state */
+    brt_mat v;                /* [n_rows, kv_dim] f32 */
     brt_kv_span *spans;       /* out: keys in order */
     int32_t spans_cap, n_spans;
     brt_attn_vis *vis;        /* out: [n_rows] */
@@ -67,9 +66,10 @@ typedef struct brt_policy_ops {
     brt_status (*commit)(brt_layer_ctx *c, brt_err *err);
     /* Stage: after the step went through all of this stage's layers (may be NULL). */
     brt_status (*end_step)(brt_job_state *js, const brt_step *st, brt_err *err);
-    /* Bytes of pool blocks one layer's state needs for the given region sizes. */
-    int64_t (*layer_bytes)(const brt_model_config *cfg, int32_t layer, int32_t block_bytes, int64_t sink,
-                           int64_t mem, int64_t raw);
+    /* Bytes of pool blocks one layer's state needs for the given region sizes, state kept in
+     * state_dtype (the backend's). */
+    int64_t (*layer_bytes)(const brt_model_config *cfg, int32_t layer, int32_t block_bytes, brt_dtype state_dtype,
+                           int64_t sink, int64_t mem, int64_t raw);
 } brt_policy_ops;
 
 const brt_policy_ops *brt_policy_ops_for(brt_policy_kind k);
@@ -88,12 +88,13 @@ typedef struct brt_state_need {
 } brt_state_need;
 brt_status brt_plan_state_need(const brt_model_config *cfg, int64_t prompt_len, int64_t max_new, int32_t chunk,
                                brt_state_need *out, brt_err *err);
-/* Pool bytes the job needs on layers [a, b) (worst case). */
+/* Pool bytes the job needs on layers [a, b) (worst case), state kept in state_dtype. */
 int64_t brt_plan_job_bytes(const brt_model_config *cfg, const brt_state_need *need, int32_t a, int32_t b,
-                           int32_t block_bytes);
+                           int32_t block_bytes, brt_dtype state_dtype);
 
 /* Shared helpers for the policies */
-brt_status brt_policy_rope_step(brt_layer_ctx *c, int rotate);
+/* Keep the step's pre-RoPE keys (kpre), then rotate q and k at the step's positions (rotate). */
+brt_status brt_policy_rope_step(brt_layer_ctx *c, int rotate, brt_err *err);
 int32_t brt_beacon_choose_ratio(brt_plan *p, const brt_model_config *cfg, int64_t avail, int v2, brt_err *err);
 
 #endif

@@ -239,7 +239,7 @@ static int32_t beacon_max_rows(const brt_model_config *cfg, int32_t chunk)
 
 static void beacon_state_init(const brt_model_config *cfg, int32_t layer, brt_kvpool *pool, brt_layer_state *ls)
 {
-    brt_layer_state_init(ls, pool, cfg->n_kv_heads * cfg->head_dim, BRT_DT_F32, 1);
+    brt_layer_state_init(ls, pool, cfg->n_kv_heads * cfg->head_dim, brt_kvpool_state_dtype(pool), 1);
 }
 
 static brt_status check_sizes(brt_layer_ctx *c, brt_err *err)
@@ -272,12 +272,12 @@ static brt_status beacon_prepare(brt_layer_ctx *c, brt_err *err)
     brt_layer_state *ls = c->ls;
     BRT_TRY(check_sizes(c, err));
     const int32_t base = ls->sink_k.n + ls->mem_k.n, R = ls->raw_k.n;
-    brt_kv_rebase_raw(c->rope, ls, base);
-    brt_policy_rope_step(c, 1);
-    int32_t n = brt_kv_add_spans(&ls->sink_k, &ls->sink_v, c->spans, 0, c->spans_cap);
-    n = brt_kv_add_spans(&ls->mem_k, &ls->mem_v, c->spans, n, c->spans_cap);
-    n = brt_kv_add_spans(&ls->raw_k, &ls->raw_v, c->spans, n, c->spans_cap);
-    c->spans[n++] = (brt_kv_span){c->k, c->v, st->n_rows, (int32_t)c->ldk, BRT_DT_F32};
+    BRT_TRY(brt_kv_rebase_raw(c->kv, ls, base, err));
+    BRT_TRY(brt_policy_rope_step(c, 1, err));
+    int32_t n = brt_kv_add_spans(c->kv, &ls->sink_k, &ls->sink_v, c->spans, 0, c->spans_cap);
+    n = brt_kv_add_spans(c->kv, &ls->mem_k, &ls->mem_v, c->spans, n, c->spans_cap);
+    n = brt_kv_add_spans(c->kv, &ls->raw_k, &ls->raw_v, c->spans, n, c->spans_cap);
+    c->spans[n++] = (brt_kv_span){c->k, c->v, st->n_rows};
     c->n_spans = n;
     const int v2 = cfg->policy == BRT_POLICY_BEACON_V2;
     if (v2 && b->pos == BRT_BEACON_POS_INTERLEAVE) {
@@ -317,77 +317,84 @@ static brt_status beacon_prepare(brt_layer_ctx *c, brt_err *err)
     return BRT_OK;
 }
 
-/* Append slots to memory at their memory positions, rotating their pre-RoPE keys. Rows are
- * given as pointers (raw window slots or this step's rows). */
-static brt_status mem_append(brt_layer_ctx *c, const float *const *kpre, const float *const *v, int32_t n,
-                             brt_err *err)
+/* Rows on their way to memory: pre-RoPE keys and values, as runs of raw window slots or of this
+ * step's rows, in order. */
+typedef struct gather {
+    brt_run *k, *v;
+    int32_t n, cap;
+} gather;
+
+static brt_status gather_init(gather *g, brt_layer_ctx *c, int32_t cap, brt_err *err)
 {
-    if (n <= 0)
-        return BRT_OK;
-    const int32_t kvd = c->cfg->n_kv_heads * c->cfg->head_dim;
-    brt_layer_state *ls = c->ls;
-    float *kb = malloc((size_t)n * kvd * sizeof(float)), *vb = malloc((size_t)n * kvd * sizeof(float));
-    if (!kb || !vb) {
-        free(kb);
-        free(vb);
-        return brt_errf(err, BRT_ERR_NOMEM, "out of memory condensing a window");
-    }
-    for (int32_t i = 0; i < n; i++) {
-        memcpy(kb + (int64_t)i * kvd, kpre[i], (size_t)kvd * sizeof(float));
-        memcpy(vb + (int64_t)i * kvd, v[i], (size_t)kvd * sizeof(float));
-    }
-    const int32_t first = ls->sink_k.n + ls->mem_k.n;
-    brt_status s = brt_kv_append_rotated(c->rope, c->pool, &ls->mem_k, kb, kvd, n, first, 1, err);
-    if (s == BRT_OK)
-        s = brt_kvseq_append_f32(&ls->mem_v, c->pool, vb, kvd, n, err);
-    free(kb);
-    free(vb);
-    return s;
+    g->n = 0;
+    g->cap = cap + 2;
+    BRT_TRY(brt_kv_runs_reserve(c->kv, 2 * g->cap, err));
+    g->k = c->kv->runs;
+    g->v = c->kv->runs + g->cap;
+    return BRT_OK;
 }
+
+/* raw window slots [i, i + n) */
+static void gather_raw(gather *g, brt_layer_ctx *c, int32_t i, int32_t n)
+{
+    const int32_t nk = brt_kvseq_runs(&c->ls->raw_kpre, c->kv->pool, i, n, g->k + g->n, g->cap - g->n);
+    brt_kvseq_runs(&c->ls->raw_v, c->kv->pool, i, n, g->v + g->n, g->cap - g->n);
+    g->n += nk;
+}
+
+/* this step's rows [r, r + n) */
+static void gather_rows(gather *g, brt_layer_ctx *c, int32_t r, int32_t n)
+{
+    g->k[g->n] = (brt_run){brt_mat_row(c->kpre, r), n};
+    g->v[g->n] = (brt_run){brt_mat_row(c->v, r), n};
+    g->n++;
+}
+
+/* Append the gathered rows to memory at their memory positions, rotating their pre-RoPE keys. */
+static brt_status mem_append(brt_layer_ctx *c, const gather *g, brt_err *err)
+{
+    brt_layer_state *ls = c->ls;
+    const int32_t first = ls->sink_k.n + ls->mem_k.n;
+    BRT_TRY(brt_kv_append_runs(c->kv, &ls->mem_k, g->k, g->n, 1, first, err));
+    return brt_kv_append_runs(c->kv, &ls->mem_v, g->v, g->n, 0, 0, err);
+}
+
+/* Runs for n slots of the raw window starting anywhere: at most this many. */
+static int32_t raw_runs_max(const brt_layer_ctx *c, int32_t n) { return n / c->ls->raw_k.per_block + 2; }
 
 static brt_status raw_append_rows(brt_layer_ctx *c, int32_t r0, int32_t n, brt_err *err)
 {
-    const int32_t kvd = c->cfg->n_kv_heads * c->cfg->head_dim;
     brt_layer_state *ls = c->ls;
-    BRT_TRY(brt_kvseq_append_f32(&ls->raw_k, c->pool, c->k + (int64_t)r0 * c->ldk, c->ldk, n, err));
-    BRT_TRY(brt_kvseq_append_f32(&ls->raw_kpre, c->pool, c->kpre + (int64_t)r0 * kvd, kvd, n, err));
-    return brt_kvseq_append_f32(&ls->raw_v, c->pool, c->v + (int64_t)r0 * c->ldk, c->ldk, n, err);
+    BRT_TRY(brt_kv_append(c->kv, &ls->raw_k, brt_mat_row(c->k, r0), n, 0, 0, err));
+    BRT_TRY(brt_kv_append(c->kv, &ls->raw_kpre, brt_mat_row(c->kpre, r0), n, 0, 0, err));
+    return brt_kv_append(c->kv, &ls->raw_v, brt_mat_row(c->v, r0), n, 0, 0, err);
 }
 
 static void raw_clear(brt_layer_ctx *c)
 {
     brt_layer_state *ls = c->ls;
-    brt_kvseq_clear(&ls->raw_k, c->pool);
-    brt_kvseq_clear(&ls->raw_kpre, c->pool);
-    brt_kvseq_clear(&ls->raw_v, c->pool);
+    brt_kvseq_clear(&ls->raw_k, c->kv->pool);
+    brt_kvseq_clear(&ls->raw_kpre, c->kv->pool);
+    brt_kvseq_clear(&ls->raw_v, c->kv->pool);
+}
+
+static brt_status raw_drop_front(brt_layer_ctx *c, int32_t n, brt_err *err)
+{
+    brt_layer_state *ls = c->ls;
+    BRT_TRY(brt_kvseq_drop_front(&ls->raw_k, c->kv->pool, n, err));
+    BRT_TRY(brt_kvseq_drop_front(&ls->raw_kpre, c->kv->pool, n, err));
+    return brt_kvseq_drop_front(&ls->raw_v, c->kv->pool, n, err);
 }
 
 /* Move the first n slots of (raw window ++ this step's raw rows) to memory, keep the rest. */
 static brt_status move_front_to_mem(brt_layer_ctx *c, int32_t n, brt_err *err)
 {
-    brt_layer_state *ls = c->ls;
-    const int32_t R = ls->raw_k.n, kvd = c->cfg->n_kv_heads * c->cfg->head_dim;
     BRT_TRY(raw_append_rows(c, 0, c->step->n_raw, err));
-    const float **kp = malloc(((size_t)n + 1) * sizeof *kp), **vp = malloc(((size_t)n + 1) * sizeof *vp);
-    if (!kp || !vp) {
-        free(kp);
-        free(vp);
-        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
-    }
-    for (int32_t i = 0; i < n; i++) {
-        kp[i] = brt_kvseq_slot(&ls->raw_kpre, i);
-        vp[i] = brt_kvseq_slot(&ls->raw_v, i);
-    }
-    (void)R;
-    (void)kvd;
-    brt_status s = mem_append(c, kp, vp, n, err);
-    free(kp);
-    free(vp);
-    BRT_TRY(s);
-    brt_kvseq_drop_front(&ls->raw_k, c->pool, n);
-    brt_kvseq_drop_front(&ls->raw_kpre, c->pool, n);
-    brt_kvseq_drop_front(&ls->raw_v, c->pool, n);
-    return BRT_OK;
+    gather g;
+    BRT_TRY(gather_init(&g, c, raw_runs_max(c, n), err));
+    gather_raw(&g, c, 0, n);
+    BRT_TRY(mem_append(c, &g, err));
+    return raw_drop_front(c, n, err);
 }
 
 static brt_status beacon_commit(brt_layer_ctx *c, brt_err *err)
@@ -396,13 +403,13 @@ static brt_status beacon_commit(brt_layer_ctx *c, brt_err *err)
     const brt_step *st = c->step;
     brt_layer_state *ls = c->ls;
     const int v2 = cfg->policy == BRT_POLICY_BEACON_V2;
-    const int32_t kvd = cfg->n_kv_heads * cfg->head_dim, nr = st->n_raw, n = st->n_rows;
+    const int32_t nr = st->n_raw, n = st->n_rows;
     const int full = (st->flags & BRT_STEP_FULL_WINDOW) != 0;
     if (st->sink_take > 0) {
-        brt_kvseq_clear(&ls->sink_k, c->pool);
-        brt_kvseq_clear(&ls->sink_v, c->pool);
-        BRT_TRY(brt_kv_append_rotated(c->rope, c->pool, &ls->sink_k, c->kpre, kvd, st->sink_take, 0, 1, err));
-        BRT_TRY(brt_kvseq_append_f32(&ls->sink_v, c->pool, c->v, c->ldk, st->sink_take, err));
+        brt_kvseq_clear(&ls->sink_k, c->kv->pool);
+        brt_kvseq_clear(&ls->sink_v, c->kv->pool);
+        BRT_TRY(brt_kv_append(c->kv, &ls->sink_k, c->kpre, st->sink_take, 1, 0, err));
+        BRT_TRY(brt_kv_append(c->kv, &ls->sink_v, c->v, st->sink_take, 0, 0, err));
     }
     if (v2 && cfg->beacon.pos == BRT_BEACON_POS_INTERLEAVE) {
         if (!full)
@@ -411,53 +418,32 @@ static brt_status beacon_commit(brt_layer_ctx *c, brt_err *err)
             /* the window's beacon slots (all slots for ratio 0) become memory */
             const int all = (st->flags & BRT_STEP_RAW_TO_MEM) != 0;
             const int32_t R = ls->raw_k.n;
-            const float **kp = malloc(((size_t)(R + n) + 1) * sizeof *kp);
-            const float **vp = malloc(((size_t)(R + n) + 1) * sizeof *vp);
-            if (!kp || !vp) {
-                free(kp);
-                free(vp);
-                return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+            gather g;
+            BRT_TRY(gather_init(&g, c, all ? raw_runs_max(c, R) + 1 : R + n, err));
+            if (all) {
+                gather_raw(&g, c, 0, R);
+                gather_rows(&g, c, 0, n);
+            } else {
+                for (int32_t i = 0; i < R; i++)
+                    if (i < c->job->raw_kind_n && c->job->raw_kind[i] == BRT_ROW_BEACON)
+                        gather_raw(&g, c, i, 1);
+                for (int32_t q = 0; q < n; q++)
+                    if (st->kind[q] == BRT_ROW_BEACON)
+                        gather_rows(&g, c, q, 1);
             }
-            int32_t m = 0;
-            for (int32_t i = 0; i < R; i++)
-                if (all || (i < c->job->raw_kind_n && c->job->raw_kind[i] == BRT_ROW_BEACON)) {
-                    kp[m] = brt_kvseq_slot(&ls->raw_kpre, i);
-                    vp[m++] = brt_kvseq_slot(&ls->raw_v, i);
-                }
-            for (int32_t q = 0; q < n; q++)
-                if (all || st->kind[q] == BRT_ROW_BEACON) {
-                    kp[m] = c->kpre + (int64_t)q * kvd;
-                    vp[m++] = c->v + (int64_t)q * c->ldk;
-                }
-            brt_status s = mem_append(c, kp, vp, m, err);
-            free(kp);
-            free(vp);
-            BRT_TRY(s);
+            BRT_TRY(mem_append(c, &g, err));
             raw_clear(c);
         }
     } else if (full && st->k > 0) {
-        const float **kp = malloc((size_t)st->k * sizeof *kp), **vp = malloc((size_t)st->k * sizeof *vp);
-        if (!kp || !vp) {
-            free(kp);
-            free(vp);
-            return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
-        }
-        for (int32_t i = 0; i < st->k; i++) {
-            kp[i] = c->kpre + (int64_t)(nr + i) * kvd;
-            vp[i] = c->v + (int64_t)(nr + i) * c->ldk;
-        }
-        brt_status s = mem_append(c, kp, vp, st->k, err);
-        free(kp);
-        free(vp);
-        BRT_TRY(s);
+        gather g;
+        BRT_TRY(gather_init(&g, c, 1, err));
+        gather_rows(&g, c, nr, st->k);
+        BRT_TRY(mem_append(c, &g, err));
         if (st->keep == 0)
             raw_clear(c);
         else {
             BRT_TRY(raw_append_rows(c, 0, nr, err));
-            int32_t drop = ls->raw_k.n - st->keep;
-            brt_kvseq_drop_front(&ls->raw_k, c->pool, drop);
-            brt_kvseq_drop_front(&ls->raw_kpre, c->pool, drop);
-            brt_kvseq_drop_front(&ls->raw_v, c->pool, drop);
+            BRT_TRY(raw_drop_front(c, ls->raw_k.n - st->keep, err));
         }
     } else if (full) { /* ratio 0: raw activations are kept as they are */
         if (v2)
@@ -468,26 +454,15 @@ static brt_status beacon_commit(brt_layer_ctx *c, brt_err *err)
             /* v1 with stride == window: only this step's rows enter memory; the official code
              * drops the cached raw window */
             raw_clear(c);
-            const float **kp = malloc(((size_t)nr + 1) * sizeof *kp), **vp = malloc(((size_t)nr + 1) * sizeof *vp);
-            if (!kp || !vp) {
-                free(kp);
-                free(vp);
-                return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
-            }
-            for (int32_t i = 0; i < nr; i++) {
-                kp[i] = c->kpre + (int64_t)i * kvd;
-                vp[i] = c->v + (int64_t)i * c->ldk;
-            }
-            brt_status s = mem_append(c, kp, vp, nr, err);
-            free(kp);
-            free(vp);
-            BRT_TRY(s);
+            gather g;
+            BRT_TRY(gather_init(&g, c, 1, err));
+            gather_rows(&g, c, 0, nr);
+            BRT_TRY(mem_append(c, &g, err));
         }
     } else
         BRT_TRY(raw_append_rows(c, 0, nr, err));
     /* the window's slots now sit after the (possibly new) sink and memory */
-    brt_kv_rebase_raw(c->rope, ls, ls->sink_k.n + ls->mem_k.n);
-    return BRT_OK;
+    return brt_kv_rebase_raw(c->kv, ls, ls->sink_k.n + ls->mem_k.n, err);
 }
 
 /* v2 interleave: the raw window's slot kinds (shared by all layers) follow the step */
@@ -510,12 +485,12 @@ static brt_status beacon_end_step(brt_job_state *js, const brt_step *st, brt_err
     return BRT_OK;
 }
 
-static int64_t beacon_layer_bytes(const brt_model_config *cfg, int32_t layer, int32_t bb, int64_t sink, int64_t mem,
-                                  int64_t raw)
+static int64_t beacon_layer_bytes(const brt_model_config *cfg, int32_t layer, int32_t bb, brt_dtype sd, int64_t sink,
+                                  int64_t mem, int64_t raw)
 {
     const int32_t kvd = cfg->n_kv_heads * cfg->head_dim;
-    return (2 * brt_kvpool_blocks_for(bb, BRT_DT_F32, kvd, sink) + 2 * brt_kvpool_blocks_for(bb, BRT_DT_F32, kvd, mem) +
-            3 * brt_kvpool_blocks_for(bb, BRT_DT_F32, kvd, raw)) *
+    return (2 * brt_kvpool_blocks_for(bb, sd, kvd, sink) + 2 * brt_kvpool_blocks_for(bb, sd, kvd, mem) +
+            3 * brt_kvpool_blocks_for(bb, sd, kvd, raw)) *
            bb;
 }
 

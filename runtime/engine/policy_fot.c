@@ -11,7 +11,6 @@
  * in mem_dtype. */
 #include "engine/policy.h"
 
-#include <string.h>
 
 static int fot_plan_next(brt_plan *p, const brt_model_config *cfg, const int32_t *tokens, int64_t avail,
                          int32_t chunk, brt_step *st, brt_err *err)
@@ -70,10 +69,28 @@ static int32_t fot_max_rows(const brt_model_config *cfg, int32_t chunk)
     return cfg->fot.window > cfg->fot.last_context_length ? cfg->fot.window : cfg->fot.last_context_length;
 }
 
+static brt_dtype mem_dtype(const brt_model_config *cfg, brt_dtype state_dtype)
+{
+    return cfg->fot.mem_bf16 ? BRT_DT_BF16 : state_dtype;
+}
+
 static void fot_state_init(const brt_model_config *cfg, int32_t layer, brt_kvpool *pool, brt_layer_state *ls)
 {
     int mem = cfg->fot.is_mem_layer[layer];
-    brt_layer_state_init(ls, pool, cfg->n_kv_heads * cfg->head_dim, cfg->fot.mem_bf16 ? BRT_DT_BF16 : BRT_DT_F32, mem);
+    brt_layer_state_init(ls, pool, cfg->n_kv_heads * cfg->head_dim, mem_dtype(cfg, brt_kvpool_state_dtype(pool)), mem);
+}
+
+/* Memory layers: the local cache's unrotated keys and its values join memory (in its dtype). */
+static brt_status flush_to_mem(brt_layer_ctx *c, brt_err *err)
+{
+    brt_layer_state *ls = c->ls;
+    const int32_t R = ls->raw_k.n, cap = R / ls->raw_k.per_block + 2;
+    BRT_TRY(brt_kv_runs_reserve(c->kv, 2 * cap, err));
+    brt_run *kr = c->kv->runs, *vr = c->kv->runs + cap;
+    const int32_t nk = brt_kvseq_runs(&ls->raw_kpre, c->kv->pool, 0, R, kr, cap);
+    const int32_t nv = brt_kvseq_runs(&ls->raw_v, c->kv->pool, 0, R, vr, cap);
+    BRT_TRY(brt_kv_append_runs(c->kv, &ls->mem_k, kr, nk, 0, 0, err));
+    return brt_kv_append_runs(c->kv, &ls->mem_v, vr, nv, 0, 0, err);
 }
 
 static brt_status fot_prepare(brt_layer_ctx *c, brt_err *err)
@@ -89,24 +106,19 @@ static brt_status fot_prepare(brt_layer_ctx *c, brt_err *err)
                         (unsigned long long)st->job, st->index, c->layer, ls->raw_k.n, ls->mem_k.n,
                         st->expect_raw, st->expect_mem);
     if (st->flags & BRT_STEP_FLUSH) {
-        if (mem_layer) {
-            const int32_t kvd = cfg->n_kv_heads * cfg->head_dim, R = ls->raw_k.n;
-            for (int32_t i = 0; i < R; i++) { /* memory takes the unrotated keys */
-                BRT_TRY(brt_kvseq_append_f32(&ls->mem_k, c->pool, brt_kvseq_slot(&ls->raw_kpre, i), kvd, 1, err));
-                BRT_TRY(brt_kvseq_append_f32(&ls->mem_v, c->pool, brt_kvseq_slot(&ls->raw_v, i), kvd, 1, err));
-            }
-        }
-        brt_kvseq_clear(&ls->raw_k, c->pool);
-        brt_kvseq_clear(&ls->raw_kpre, c->pool);
-        brt_kvseq_clear(&ls->raw_v, c->pool);
+        if (mem_layer)
+            BRT_TRY(flush_to_mem(c, err));
+        brt_kvseq_clear(&ls->raw_k, c->kv->pool);
+        brt_kvseq_clear(&ls->raw_kpre, c->kv->pool);
+        brt_kvseq_clear(&ls->raw_v, c->kv->pool);
     }
     const int rotate = !(mem_layer && !cfg->fot.mem_positionals);
-    brt_policy_rope_step(c, rotate);
+    BRT_TRY(brt_policy_rope_step(c, rotate, err));
     int32_t n = 0;
     if (mem_layer)
-        n = brt_kv_add_spans(&ls->mem_k, &ls->mem_v, c->spans, n, c->spans_cap);
-    n = brt_kv_add_spans(&ls->raw_k, &ls->raw_v, c->spans, n, c->spans_cap);
-    c->spans[n++] = (brt_kv_span){c->k, c->v, st->n_rows, (int32_t)c->ldk, BRT_DT_F32};
+        n = brt_kv_add_spans(c->kv, &ls->mem_k, &ls->mem_v, c->spans, n, c->spans_cap);
+    n = brt_kv_add_spans(c->kv, &ls->raw_k, &ls->raw_v, c->spans, n, c->spans_cap);
+    c->spans[n++] = (brt_kv_span){c->k, c->v, st->n_rows};
     c->n_spans = n;
     /* one joint softmax: all memory, the local cache and the chunk causally */
     const int32_t before = (mem_layer ? ls->mem_k.n : 0) + ls->raw_k.n;
@@ -121,29 +133,29 @@ static brt_status fot_commit(brt_layer_ctx *c, brt_err *err)
     const brt_step *st = c->step;
     brt_layer_state *ls = c->ls;
     const int mem_layer = cfg->fot.is_mem_layer[c->layer];
-    const int32_t kvd = cfg->n_kv_heads * cfg->head_dim, n = st->n_rows;
+    const int32_t n = st->n_rows;
     if (st->flags & BRT_STEP_NO_CACHE) {
         if (mem_layer) {
-            BRT_TRY(brt_kvseq_append_f32(&ls->mem_k, c->pool, c->kpre, kvd, n, err));
-            BRT_TRY(brt_kvseq_append_f32(&ls->mem_v, c->pool, c->v, c->ldk, n, err));
+            BRT_TRY(brt_kv_append(c->kv, &ls->mem_k, c->kpre, n, 0, 0, err));
+            BRT_TRY(brt_kv_append(c->kv, &ls->mem_v, c->v, n, 0, 0, err));
         }
         return BRT_OK;
     }
-    BRT_TRY(brt_kvseq_append_f32(&ls->raw_k, c->pool, c->k, c->ldk, n, err));
-    BRT_TRY(brt_kvseq_append_f32(&ls->raw_v, c->pool, c->v, c->ldk, n, err));
+    BRT_TRY(brt_kv_append(c->kv, &ls->raw_k, c->k, n, 0, 0, err));
+    BRT_TRY(brt_kv_append(c->kv, &ls->raw_v, c->v, n, 0, 0, err));
     if (mem_layer)
-        BRT_TRY(brt_kvseq_append_f32(&ls->raw_kpre, c->pool, c->kpre, kvd, n, err));
+        BRT_TRY(brt_kv_append(c->kv, &ls->raw_kpre, c->kpre, n, 0, 0, err));
     return BRT_OK;
 }
 
-static int64_t fot_layer_bytes(const brt_model_config *cfg, int32_t layer, int32_t bb, int64_t sink, int64_t mem,
-                               int64_t raw)
+static int64_t fot_layer_bytes(const brt_model_config *cfg, int32_t layer, int32_t bb, brt_dtype sd, int64_t sink,
+                               int64_t mem, int64_t raw)
 {
     const int32_t kvd = cfg->n_kv_heads * cfg->head_dim;
     if (!cfg->fot.is_mem_layer[layer])
-        return 2 * brt_kvpool_blocks_for(bb, BRT_DT_F32, kvd, raw) * bb;
-    brt_dtype md = cfg->fot.mem_bf16 ? BRT_DT_BF16 : BRT_DT_F32;
-    return (2 * brt_kvpool_blocks_for(bb, md, kvd, mem) + 3 * brt_kvpool_blocks_for(bb, BRT_DT_F32, kvd, raw)) * bb;
+        return 2 * brt_kvpool_blocks_for(bb, sd, kvd, raw) * bb;
+    return (2 * brt_kvpool_blocks_for(bb, mem_dtype(cfg, sd), kvd, mem) + 3 * brt_kvpool_blocks_for(bb, sd, kvd, raw)) *
+           bb;
 }
 
 const brt_policy_ops brt_policy_fot = {

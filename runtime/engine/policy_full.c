@@ -28,7 +28,7 @@ static int32_t full_max_rows(const brt_model_config *cfg, int32_t chunk) { retur
 
 static void full_state_init(const brt_model_config *cfg, int32_t layer, brt_kvpool *pool, brt_layer_state *ls)
 {
-    brt_layer_state_init(ls, pool, cfg->n_kv_heads * cfg->head_dim, BRT_DT_F32, 0);
+    brt_layer_state_init(ls, pool, cfg->n_kv_heads * cfg->head_dim, brt_kvpool_state_dtype(pool), 0);
 }
 
 static brt_status full_prepare(brt_layer_ctx *c, brt_err *err)
@@ -38,12 +38,11 @@ static brt_status full_prepare(brt_layer_ctx *c, brt_err *err)
     if (ls->raw_k.n != st->expect_raw)
         return brt_errf(err, BRT_ERR_INTERNAL, "job %llu step %u: cache holds %d keys, the plan expects %d",
                         (unsigned long long)st->job, st->index, ls->raw_k.n, st->expect_raw);
-    brt_policy_rope_step(c, 1);
-    const int32_t kvd = c->cfg->n_kv_heads * c->cfg->head_dim, R = ls->raw_k.n;
-    int32_t n = brt_kv_add_spans(&ls->raw_k, &ls->raw_v, c->spans, 0, c->spans_cap);
-    c->spans[n++] = (brt_kv_span){c->k, c->v, st->n_rows, (int32_t)c->ldk, BRT_DT_F32};
+    BRT_TRY(brt_policy_rope_step(c, 1, err));
+    const int32_t R = ls->raw_k.n;
+    int32_t n = brt_kv_add_spans(c->kv, &ls->raw_k, &ls->raw_v, c->spans, 0, c->spans_cap);
+    c->spans[n++] = (brt_kv_span){c->k, c->v, st->n_rows};
     c->n_spans = n;
-    (void)kvd;
     for (int32_t r = 0; r < st->n_rows; r++)
         c->vis[r] = (brt_attn_vis){{0}, {R + r + 1}, 1};
     return BRT_OK;
@@ -51,15 +50,15 @@ static brt_status full_prepare(brt_layer_ctx *c, brt_err *err)
 
 static brt_status full_commit(brt_layer_ctx *c, brt_err *err)
 {
-    BRT_TRY(brt_kvseq_append_f32(&c->ls->raw_k, c->pool, c->k, c->ldk, c->step->n_rows, err));
-    return brt_kvseq_append_f32(&c->ls->raw_v, c->pool, c->v, c->ldk, c->step->n_rows, err);
+    BRT_TRY(brt_kv_append(c->kv, &c->ls->raw_k, c->k, c->step->n_rows, 0, 0, err));
+    return brt_kv_append(c->kv, &c->ls->raw_v, c->v, c->step->n_rows, 0, 0, err);
 }
 
-static int64_t full_layer_bytes(const brt_model_config *cfg, int32_t layer, int32_t bb, int64_t sink, int64_t mem,
-                                int64_t raw)
+static int64_t full_layer_bytes(const brt_model_config *cfg, int32_t layer, int32_t bb, brt_dtype sd, int64_t sink,
+                                int64_t mem, int64_t raw)
 {
     const int32_t kvd = cfg->n_kv_heads * cfg->head_dim;
-    return 2 * brt_kvpool_blocks_for(bb, BRT_DT_F32, kvd, raw) * bb;
+    return 2 * brt_kvpool_blocks_for(bb, sd, kvd, raw) * bb;
 }
 
 const brt_policy_ops brt_policy_full = {

@@ -1,5 +1,6 @@
 /* The stage forward pass, llama2.c-style: every buffer allocated once (sized by the largest
- * micro-batch), one plain loop over layers, the policy consulted only around attention. */
+ * micro-batch) in the backend's memory, one plain loop over layers, the policy consulted only
+ * around attention. This is the only forward pass: every backend runs it through the op table. */
 #include "engine/stage.h"
 
 #include <math.h>
@@ -11,34 +12,79 @@
 #include "base/u64map.h"
 #include "engine/kvpool.h"
 #include "engine/policy.h"
-#include "engine/sampler.h"
 
 #define LOGIT_ROWS 64  /* rows of logits computed at a time on the last stage */
-#define ROPE_ROWS 256  /* rows rotated at a time when state is re-rotated */
+#define ALIGN 256      /* bytes: activation buffers start on this boundary */
+
+/* The activation buffers, as offsets into one backend buffer. */
+typedef struct act_layout {
+    int64_t hidden, xn, q, k, kpre, v, att, tmp, gate, up, gin, gout, logits, inv_freq, total;
+} act_layout;
+
+static int64_t place(int64_t *at, int64_t floats)
+{
+    int64_t o = *at;
+    *at += (floats * 4 + ALIGN - 1) / ALIGN * ALIGN;
+    return o;
+}
+
+static act_layout layout(const brt_model_config *c, int32_t max_rows, int last)
+{
+    const int64_t R = max_rows, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t wide = c->intermediate > c->hidden ? c->intermediate : c->hidden;
+    if (qd > wide)
+        wide = qd;
+    act_layout L;
+    int64_t at = 0;
+    L.hidden = place(&at, R * c->hidden);
+    L.xn = place(&at, R * c->hidden);
+    L.q = place(&at, R * qd);
+    L.k = place(&at, R * kvd);
+    L.kpre = place(&at, R * kvd);
+    L.v = place(&at, R * kvd);
+    L.att = place(&at, R * qd);
+    L.tmp = place(&at, R * c->hidden);
+    L.gate = place(&at, R * c->intermediate);
+    L.up = place(&at, R * c->intermediate);
+    L.gin = place(&at, R * wide);
+    L.gout = place(&at, R * wide);
+    L.logits = place(&at, last ? (int64_t)LOGIT_ROWS * c->vocab_size : 0);
+    L.inv_freq = place(&at, c->head_dim / 2);
+    L.total = at;
+    return L;
+}
+
+int64_t brt_stage_activation_bytes(const brt_model_config *cfg, int32_t max_rows, int last)
+{
+    return layout(cfg, max_rows, last).total;
+}
 
 struct brt_stage {
     brt_stage_opts o;
     brt_model_config cfg;
     const brt_policy_ops *pol;
+    brt_backend *be;
     brt_weights w;
     brt_kvpool *pool;
     brt_u64map jobs;
     int32_t dim, qd, kvd, inter, n_local, vocab;
-    float *inv_freq;       /* [head_dim/2] */
-    brt_rope_ctx rope;
-    /* per-row scratch, [max_rows, width] */
-    float *xn, *q, *k, *kpre, *v, *att, *tmp, *gate, *up, *gin, *gout;
+    brt_kv_ctx kv;
+    /* activations in the backend's memory, [max_rows, width] f32 each (logits [LOGIT_ROWS, vocab]) */
+    brt_buffer *act;
+    brt_mat hidden, xn, q, k, kpre, v, att, tmp, gate, up, gin, gout, logits;
+    /* host-side descriptions of a micro-batch */
     brt_attn_vis *vis;     /* [max_rows] */
     uint8_t *row_kind;     /* [max_rows] */
-    int32_t *row_ids;      /* [max_rows] */
+    int32_t *ids;          /* [max_rows] embedding rows */
+    brt_run *runs;         /* [2 * max_rows + 2] gathers by row kind, logits rows */
     brt_kv_span *spans;
     int64_t spans_cap;
     brt_attn_seg *segs;
     brt_layer_ctx *ctxs;
     brt_job_state **js;
     int32_t steps_cap;
-    float *logits;         /* [LOGIT_ROWS, vocab] */
-    float *sample_work;    /* [2 * vocab] */
+    brt_logit_req req[LOGIT_ROWS];
+    brt_logit_out lout[LOGIT_ROWS];
     double busy;
     int64_t n_mb;
 };
@@ -60,6 +106,7 @@ brt_status brt_stage_create(const brt_stage_opts *o, brt_stage **out, brt_err *e
     s->o = *o;
     s->cfg = *o->cfg;
     s->o.cfg = &s->cfg;
+    s->be = o->be;
     const brt_model_config *c = &s->cfg;
     s->pol = brt_policy_ops_for(c->policy);
     s->dim = c->hidden;
@@ -76,48 +123,59 @@ brt_status brt_stage_create(const brt_stage_opts *o, brt_stage **out, brt_err *e
     }
     if (c->head_dim > 2048 || c->hidden > (1 << 18) || c->intermediate > (1 << 18)) {
         brt_stage_destroy(s);
-        return brt_errf(err, BRT_ERR_UNSUPPORTED, "model dimensions beyond the CPU kernels' limits");
+        return brt_errf(err, BRT_ERR_UNSUPPORTED, "model dimensions beyond the kernels' limits");
     }
-    st = brt_kvpool_create(o->kv_budget, o->block_bytes, &s->pool, err);
-    if (st != BRT_OK) {
+    if ((st = brt_weights_upload(&s->w, s->be, err)) != BRT_OK ||
+        (st = brt_kvpool_create(s->be, o->kv_budget, o->block_bytes, &s->pool, err)) != BRT_OK) {
         brt_stage_destroy(s);
         return st;
     }
+    const act_layout L = layout(c, o->max_rows, o->last);
+    if ((st = s->be->buffer_alloc(s->be, (size_t)L.total, BRT_MEM_DEVICE, &s->act, err)) != BRT_OK) {
+        brt_stage_destroy(s);
+        return brt_err_prefix(err, "activations for %d rows per micro-batch: ", o->max_rows);
+    }
+    int64_t wide = s->inter > s->dim ? s->inter : s->dim;
+    if (s->qd > wide)
+        wide = s->qd;
+    s->hidden = brt_mat_make(s->act, L.hidden, s->dim, BRT_DT_F32);
+    s->xn = brt_mat_make(s->act, L.xn, s->dim, BRT_DT_F32);
+    s->q = brt_mat_make(s->act, L.q, s->qd, BRT_DT_F32);
+    s->k = brt_mat_make(s->act, L.k, s->kvd, BRT_DT_F32);
+    s->kpre = brt_mat_make(s->act, L.kpre, s->kvd, BRT_DT_F32);
+    s->v = brt_mat_make(s->act, L.v, s->kvd, BRT_DT_F32);
+    s->att = brt_mat_make(s->act, L.att, s->qd, BRT_DT_F32);
+    s->tmp = brt_mat_make(s->act, L.tmp, s->dim, BRT_DT_F32);
+    s->gate = brt_mat_make(s->act, L.gate, s->inter, BRT_DT_F32);
+    s->up = brt_mat_make(s->act, L.up, s->inter, BRT_DT_F32);
+    s->gin = brt_mat_make(s->act, L.gin, wide, BRT_DT_F32);
+    s->gout = brt_mat_make(s->act, L.gout, wide, BRT_DT_F32);
+    s->logits = brt_mat_make(s->act, L.logits, s->vocab, BRT_DT_F32);
     const size_t R = (size_t)o->max_rows;
-    const size_t wide = (size_t)(s->inter > s->dim ? s->inter : s->dim) > (size_t)s->qd
-                            ? (size_t)(s->inter > s->dim ? s->inter : s->dim)
-                            : (size_t)s->qd;
     int fail = 0;
-    s->xn = xcalloc(R * (size_t)s->dim, 4, &fail);
-    s->q = xcalloc(R * (size_t)s->qd, 4, &fail);
-    s->k = xcalloc(R * (size_t)s->kvd, 4, &fail);
-    s->kpre = xcalloc(R * (size_t)s->kvd, 4, &fail);
-    s->v = xcalloc(R * (size_t)s->kvd, 4, &fail);
-    s->att = xcalloc(R * (size_t)s->qd, 4, &fail);
-    s->tmp = xcalloc(R * (size_t)s->dim, 4, &fail);
-    s->gate = xcalloc(R * (size_t)s->inter, 4, &fail);
-    s->up = xcalloc(R * (size_t)s->inter, 4, &fail);
-    s->gin = xcalloc(R * wide, 4, &fail);
-    s->gout = xcalloc(R * wide, 4, &fail);
     s->vis = xcalloc(R, sizeof *s->vis, &fail);
     s->row_kind = xcalloc(R, 1, &fail);
-    s->row_ids = xcalloc(R, sizeof *s->row_ids, &fail);
-    s->inv_freq = xcalloc((size_t)c->head_dim / 2, 4, &fail);
-    s->rope.tmp = xcalloc((size_t)ROPE_ROWS * (size_t)s->kvd, 4, &fail);
-    s->rope.tmp_pos = xcalloc(ROPE_ROWS, 4, &fail);
-    if (o->last) {
-        s->logits = xcalloc((size_t)LOGIT_ROWS * (size_t)s->vocab, 4, &fail);
-        s->sample_work = xcalloc(2 * (size_t)s->vocab, 4, &fail);
-    }
+    s->ids = xcalloc(R, sizeof *s->ids, &fail);
+    s->runs = xcalloc(2 * R + 2, sizeof *s->runs, &fail);
+    float *inv_freq = xcalloc((size_t)c->head_dim / 2, 4, &fail);
     if (fail) {
+        free(inv_freq);
         brt_stage_destroy(s);
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory for stage buffers (%d rows per micro-batch)", o->max_rows);
     }
     /* HF: inv_freq = 1 / theta^(arange(0, d, 2) / d), in float32 */
     for (int32_t i = 0; i < c->head_dim / 2; i++)
-        s->inv_freq[i] = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)c->head_dim);
-    s->rope = (brt_rope_ctx){o->be, s->inv_freq, c->rope_scaling == BRT_ROPE_LINEAR ? (float)c->rope_factor : 1.0f,
-                             c->n_kv_heads, c->head_dim, s->rope.tmp, s->rope.tmp_pos, ROPE_ROWS};
+        inv_freq[i] = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+    brt_mat inv = brt_mat_make(s->act, L.inv_freq, c->head_dim / 2, BRT_DT_F32);
+    st = s->be->set_rows(s->be, inv, inv_freq, 1, c->head_dim / 2, err);
+    free(inv_freq);
+    if (st != BRT_OK) {
+        brt_stage_destroy(s);
+        return st;
+    }
+    s->kv = (brt_kv_ctx){s->be, s->pool,
+                         (brt_rope){inv, c->head_dim, c->rope_scaling == BRT_ROPE_LINEAR ? (float)c->rope_factor : 1.0f},
+                         c->n_kv_heads, c->head_dim, NULL, 0};
     *out = s;
     return BRT_OK;
 }
@@ -145,10 +203,11 @@ void brt_stage_destroy(brt_stage *s)
         job_free(s, v);
     brt_u64map_free(&s->jobs);
     brt_kvpool_destroy(s->pool);
+    if (s->act)
+        s->be->buffer_free(s->be, s->act);
+    brt_kv_ctx_free(&s->kv);
     brt_weights_free(&s->w);
-    void *bufs[] = {s->xn, s->q, s->k, s->kpre, s->v, s->att, s->tmp, s->gate, s->up, s->gin, s->gout, s->vis,
-                    s->row_kind, s->row_ids, s->inv_freq, s->rope.tmp, s->rope.tmp_pos, s->logits,
-                    s->sample_work, s->spans, s->segs, s->ctxs, s->js};
+    void *bufs[] = {s->vis, s->row_kind, s->ids, s->runs, s->spans, s->segs, s->ctxs, s->js};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(s);
@@ -162,6 +221,20 @@ void brt_stage_stats(const brt_stage *s, double *busy, int64_t *n)
 {
     *busy = s->busy;
     *n = s->n_mb;
+}
+
+brt_mat brt_stage_hidden(brt_stage *s) { return s->hidden; }
+
+brt_status brt_stage_put_hidden(brt_stage *s, const float *host, int32_t rows, brt_err *err)
+{
+    if (rows > s->o.max_rows)
+        return brt_errf(err, BRT_ERR_INTERNAL, "%d rows of hidden states for a stage of %d", rows, s->o.max_rows);
+    return rows > 0 ? s->be->set_rows(s->be, s->hidden, host, rows, s->dim, err) : BRT_OK;
+}
+
+brt_status brt_stage_take_hidden(brt_stage *s, float *host, int32_t rows, brt_err *err)
+{
+    return rows > 0 ? s->be->get_rows(s->be, s->hidden, host, rows, s->dim, err) : BRT_OK;
 }
 
 static brt_job_state *job_new(brt_stage *s, uint64_t id)
@@ -196,29 +269,51 @@ static void fail_step(brt_stage *s, brt_step *st, brt_job_state **js, const char
     }
 }
 
-/* out = x W^T (+ b); beacon rows use the beacon projection when it is a different tensor */
-static void proj(brt_stage *s, int32_t rows, int has_beacon, const float *x, int64_t ldx, const brt_weight *w,
-                 const brt_weight *b, const brt_weight *bw, const brt_weight *bb, float *out, int64_t ldo)
+/* Runs of the micro-batch's rows of one kind, in order (at most rows). */
+static int32_t kind_runs(const brt_stage *s, int32_t rows, int kind, brt_mat m, brt_run *out)
 {
-    brt_backend *be = s->o.be;
-    if (!has_beacon || (bw->data == w->data && bb->data == b->data)) {
-        be->gemm(be, x, ldx, rows, w, b, out, ldo);
-        return;
+    int32_t n = 0;
+    for (int32_t r = 0; r < rows;) {
+        if (s->row_kind[r] != kind) {
+            r++;
+            continue;
+        }
+        int32_t e = r;
+        while (e < rows && s->row_kind[e] == kind)
+            e++;
+        out[n++] = (brt_run){brt_mat_row(m, r), e - r};
+        r = e;
     }
+    return n;
+}
+
+/* out = x W^T (+ b); beacon rows use the beacon projection when it is a different tensor: their
+ * rows are gathered, projected and scattered back (every row's numbers are the same either way) */
+static brt_status proj(brt_stage *s, int32_t rows, int has_beacon, brt_mat x, const brt_weight *w,
+                       const brt_weight *b, const brt_weight *bw, const brt_weight *bb, brt_mat out, brt_err *err)
+{
+    brt_backend *be = s->be;
+    if (!has_beacon || (bw->data == w->data && bb->data == b->data))
+        return be->gemm(be, x, rows, w, b, out, err);
     const int64_t in = w->cols, on = w->rows;
+    const brt_mat gin = brt_mat_make(s->gin.buf, s->gin.off, in, BRT_DT_F32);
+    const brt_mat gout = brt_mat_make(s->gout.buf, s->gout.off, on, BRT_DT_F32);
     for (int kind = 0; kind < 2; kind++) {
+        brt_run *src = s->runs;
+        const int32_t nr = kind_runs(s, rows, kind, x, src);
         int32_t n = 0;
-        for (int32_t r = 0; r < rows; r++)
-            if (s->row_kind[r] == kind)
-                memcpy(s->gin + (int64_t)n++ * in, x + (int64_t)r * ldx, (size_t)in * sizeof(float));
+        for (int32_t i = 0; i < nr; i++)
+            n += src[i].n;
         if (!n)
             continue;
-        be->gemm(be, s->gin, in, n, kind ? bw : w, kind ? bb : b, s->gout, on);
-        n = 0;
-        for (int32_t r = 0; r < rows; r++)
-            if (s->row_kind[r] == kind)
-                memcpy(out + (int64_t)r * ldo, s->gout + (int64_t)n++ * on, (size_t)on * sizeof(float));
+        brt_run packed = {gin, n};
+        BRT_TRY(be->copy_rows(be, &packed, 1, src, nr, in, NULL, NULL, 0, err));
+        BRT_TRY(be->gemm(be, gin, n, kind ? bw : w, kind ? bb : b, gout, err));
+        kind_runs(s, rows, kind, out, src);
+        packed.m = gout;
+        BRT_TRY(be->copy_rows(be, src, nr, &packed, 1, on, NULL, NULL, 0, err));
     }
+    return BRT_OK;
 }
 
 static brt_status grow(void **p, int64_t *cap, int64_t need, size_t sz)
@@ -236,9 +331,10 @@ static brt_status grow(void **p, int64_t *cap, int64_t need, size_t sz)
     return BRT_OK;
 }
 
-static void embed(brt_stage *s, brt_microbatch *mb, brt_job_state **js, float *hidden)
+/* The first stage: every row's embedding in one op (token rows, beacon rows, zeros for failed
+ * steps). */
+static brt_status embed(brt_stage *s, brt_microbatch *mb, brt_job_state **js, brt_err *err)
 {
-    brt_backend *be = s->o.be;
     int32_t off = 0;
     for (int32_t i = 0; i < mb->n_steps; i++) {
         brt_step *st = &mb->steps[i];
@@ -248,18 +344,12 @@ static void embed(brt_stage *s, brt_microbatch *mb, brt_job_state **js, float *h
                 snprintf(m, sizeof m, "token id %d is out of range [0, %d)", st->tokens[r], s->vocab);
                 fail_step(s, st, &js[i], "%s", m);
             }
-        int failed = (st->flags & BRT_STEP_FAILED) != 0;
-        for (int32_t r = 0; r < st->n_rows; r++) {
-            float *row = hidden + (int64_t)(off + r) * s->dim;
-            if (failed)
-                memset(row, 0, (size_t)s->dim * sizeof(float));
-            else if (st->kind[r] == BRT_ROW_BEACON)
-                be->embed(be, &s->w.beacon_embed, &(int32_t){0}, 1, row, s->dim);
-            else
-                be->embed(be, &s->w.embed, &st->tokens[r], 1, row, s->dim);
-        }
+        const int failed = (st->flags & BRT_STEP_FAILED) != 0;
+        for (int32_t r = 0; r < st->n_rows; r++)
+            s->ids[off + r] = failed ? BRT_EMBED_ZERO : st->kind[r] == BRT_ROW_BEACON ? BRT_EMBED_ALT : st->tokens[r];
         off += st->n_rows;
     }
+    return s->be->embed(s->be, &s->w.embed, &s->w.beacon_embed, s->ids, mb->n_rows, s->hidden, err);
 }
 
 /* The last stage's outputs. Every row that needs logits (the last raw row of a step that samples,
@@ -274,7 +364,7 @@ typedef struct logit_row {
 static void prepare_result(brt_stage *s, const brt_step *st, brt_step_result *r)
 {
     const int need_all = (st->logits & (BRT_LOGITS_SCORE | BRT_LOGITS_FULL)) != 0;
-    const int32_t k = st->top_k < 0 ? 0 : st->top_k > 20 ? 20 : st->top_k;
+    const int32_t k = st->top_k < 0 ? 0 : st->top_k > BRT_TOP_K_MAX ? BRT_TOP_K_MAX : st->top_k;
     r->top_k = k;
     if (need_all) {
         r->n_scored = (st->logits & BRT_LOGITS_SCORE) ? st->n_raw : 0;
@@ -298,48 +388,60 @@ static void prepare_result(brt_stage *s, const brt_step *st, brt_step_result *r)
     }
 }
 
-static void row_result(brt_stage *s, const brt_step *st, brt_step_result *r, const logit_row *lr, int is_last_raw,
-                       const float *lg)
-{
-    const int32_t k = r->top_k;
-    if (r->full)
-        memcpy(r->full + (int64_t)lr->raw_idx * s->vocab, lg, (size_t)s->vocab * sizeof(float));
-    double lse = 0;
-    if (r->n_scored || (st->logits & BRT_LOGITS_SAMPLE))
-        lse = brt_logsumexp(lg, s->vocab);
-    if (r->n_scored) {
-        int32_t t = st->target[lr->row];
-        r->target_logprob[lr->raw_idx] = t >= 0 && t < s->vocab ? (float)(lg[t] - lse) : NAN;
-        if (k)
-            brt_top_logprobs(lg, s->vocab, lse, k, r->scored_top + (int64_t)lr->raw_idx * k);
-    }
-    if ((st->logits & BRT_LOGITS_SAMPLE) && is_last_raw) {
-        r->sampled = brt_sample(lg, s->vocab, st->temperature, st->top_p, st->seed, st->draw, s->sample_work);
-        r->sampled_logprob = (float)(lg[r->sampled] - lse);
-        if (k)
-            brt_top_logprobs(lg, s->vocab, lse, k, r->sampled_top);
-    }
-}
-
 /* final norm + lm_head over the gathered rows, then each row's outputs */
-static void flush_logits(brt_stage *s, brt_microbatch *mb, brt_step_result *res, const float *hidden,
-                         const logit_row *batch, int32_t n, const int32_t *last_raw)
+static brt_status flush_logits(brt_stage *s, brt_microbatch *mb, brt_step_result *res, const logit_row *batch,
+                               int32_t n, const int32_t *last_raw, brt_err *err)
 {
-    brt_backend *be = s->o.be;
+    brt_backend *be = s->be;
     for (int32_t j = 0; j < n; j++)
-        memcpy(s->xn + (int64_t)j * s->dim, hidden + (int64_t)batch[j].mb_row * s->dim, (size_t)s->dim * sizeof(float));
-    be->rmsnorm(be, s->xn, s->dim, s->w.final_norm, s->cfg.rms_eps, s->xn, s->dim, n, s->dim);
-    be->logits(be, s->xn, s->dim, n, &s->w.lm_head, s->logits, s->vocab);
-    for (int32_t j = 0; j < n; j++)
-        row_result(s, &mb->steps[batch[j].step], &res[batch[j].step], &batch[j], batch[j].row == last_raw[batch[j].step],
-                   s->logits + (int64_t)j * s->vocab);
+        s->runs[j] = (brt_run){brt_mat_row(s->hidden, batch[j].mb_row), 1};
+    brt_run packed = {s->xn, n};
+    BRT_TRY(be->copy_rows(be, &packed, 1, s->runs, n, s->dim, NULL, NULL, 0, err));
+    BRT_TRY(be->rmsnorm(be, s->xn, &s->w.final_norm, s->cfg.rms_eps, s->xn, n, s->dim, err));
+    BRT_TRY(be->logits(be, s->xn, n, &s->w.lm_head, s->logits, err));
+    for (int32_t j = 0; j < n; j++) {
+        const brt_step *st = &mb->steps[batch[j].step];
+        const brt_step_result *r = &res[batch[j].step];
+        const int sample = (st->logits & BRT_LOGITS_SAMPLE) && batch[j].row == last_raw[batch[j].step];
+        s->req[j] = (brt_logit_req){r->n_scored ? st->target[batch[j].row] : -1,
+                                    (r->n_scored || sample) ? r->top_k : 0,
+                                    sample,
+                                    st->temperature,
+                                    st->top_p,
+                                    st->seed,
+                                    st->draw};
+    }
+    BRT_TRY(be->logit_rows(be, s->logits, n, s->vocab, s->req, s->lout, err));
+    for (int32_t j = 0; j < n; j++) {
+        const logit_row *lr = &batch[j];
+        brt_step_result *r = &res[lr->step];
+        const brt_logit_out *o = &s->lout[j];
+        const int32_t k = r->top_k;
+        if (r->full)
+            BRT_TRY(be->get_rows(be, brt_mat_row(s->logits, j), r->full + (int64_t)lr->raw_idx * s->vocab, 1,
+                                 s->vocab, err));
+        if (r->n_scored) {
+            r->target_logprob[lr->raw_idx] = o->target_logprob;
+            if (k)
+                memcpy(r->scored_top + (int64_t)lr->raw_idx * k, o->top, (size_t)k * sizeof(brt_tok_lp));
+        }
+        if (s->req[j].sample) {
+            r->sampled = o->sampled;
+            r->sampled_logprob = o->sampled_logprob;
+            if (k)
+                memcpy(r->sampled_top, o->top, (size_t)k * sizeof(brt_tok_lp));
+        }
+    }
+    return BRT_OK;
 }
 
-static void results(brt_stage *s, brt_microbatch *mb, const float *hidden, brt_step_result *res)
+static brt_status results(brt_stage *s, brt_microbatch *mb, brt_step_result *res, brt_err *err)
 {
     logit_row batch[LOGIT_ROWS];
     int32_t n = 0, off = 0;
     int32_t *last_raw = malloc((size_t)(mb->n_steps ? mb->n_steps : 1) * sizeof *last_raw);
+    if (!last_raw)
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
     for (int32_t i = 0; i < mb->n_steps; i++) {
         brt_step *st = &mb->steps[i];
         brt_step_result *r = &res[i];
@@ -358,39 +460,34 @@ static void results(brt_stage *s, brt_microbatch *mb, const float *hidden, brt_s
             prepare_result(s, st, r);
     }
     /* every row that needs logits, in micro-batch order */
-    for (int32_t i = 0; i < mb->n_steps; i++) {
+    brt_status stt = BRT_OK;
+    for (int32_t i = 0; i < mb->n_steps && stt == BRT_OK; i++) {
         const brt_step *st = &mb->steps[i];
         if (st->logits && !(st->flags & BRT_STEP_FAILED) && !res[i].failed) {
             const int need_all = (st->logits & (BRT_LOGITS_SCORE | BRT_LOGITS_FULL)) != 0;
-            for (int32_t q = 0, ri = 0; q <= last_raw[i]; q++) {
+            for (int32_t q = 0, ri = 0; q <= last_raw[i] && stt == BRT_OK; q++) {
                 if (st->kind[q] != BRT_ROW_RAW)
                     continue;
                 if (need_all || q == last_raw[i])
                     batch[n++] = (logit_row){i, q, ri, off + q};
                 ri++;
                 if (n == LOGIT_ROWS) {
-                    flush_logits(s, mb, res, hidden, batch, n, last_raw);
+                    stt = flush_logits(s, mb, res, batch, n, last_raw, err);
                     n = 0;
                 }
             }
         }
         off += st->n_rows;
     }
-    if (n)
-        flush_logits(s, mb, res, hidden, batch, n, last_raw);
+    if (n && stt == BRT_OK)
+        stt = flush_logits(s, mb, res, batch, n, last_raw, err);
     free(last_raw);
+    return stt;
 }
 
-brt_status brt_stage_forward(brt_stage *s, brt_microbatch *mb, float *hidden, brt_step_result *res, brt_err *err)
+/* Find each step's job state (a new one on its first step); the rows' kinds. */
+static brt_status find_jobs(brt_stage *s, brt_microbatch *mb, int *any_beacon, brt_err *err)
 {
-    double t0 = brt_now();
-    brt_backend *be = s->o.be;
-    const brt_model_config *c = &s->cfg;
-    const int32_t rows = mb->n_rows, dim = s->dim, qd = s->qd, kvd = s->kvd;
-    if (rows > s->o.max_rows)
-        return brt_errf(err, BRT_ERR_INTERNAL, "micro-batch of %d rows exceeds the stage's %d", rows, s->o.max_rows);
-    for (int32_t i = 0; i < mb->n_release; i++)
-        brt_stage_release(s, mb->release[i]);
     if (mb->n_steps > s->steps_cap) {
         int32_t cap = mb->n_steps * 2;
         void *a = realloc(s->segs, (size_t)cap * sizeof *s->segs), *b = realloc(s->ctxs, (size_t)cap * sizeof *s->ctxs),
@@ -405,8 +502,8 @@ brt_status brt_stage_forward(brt_stage *s, brt_microbatch *mb, float *hidden, br
             return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
         s->steps_cap = cap;
     }
-    /* find each step's job state; rows' kinds */
-    int32_t off = 0, any_beacon = 0;
+    int32_t off = 0;
+    *any_beacon = 0;
     for (int32_t i = 0; i < mb->n_steps; i++) {
         brt_step *st = &mb->steps[i];
         brt_job_state *js = NULL;
@@ -429,83 +526,118 @@ brt_status brt_stage_forward(brt_stage *s, brt_microbatch *mb, float *hidden, br
         s->js[i] = js;
         for (int32_t r = 0; r < st->n_rows; r++) {
             s->row_kind[off + r] = (st->flags & BRT_STEP_FAILED) ? BRT_ROW_RAW : st->kind[r];
-            any_beacon |= s->row_kind[off + r] == BRT_ROW_BEACON;
+            *any_beacon |= s->row_kind[off + r] == BRT_ROW_BEACON;
         }
         off += st->n_rows;
     }
-    if (s->o.first)
-        embed(s, mb, s->js, hidden);
+    return BRT_OK;
+}
 
+/* Attention of layer l: each step's policy describes its keys (prepare), one attention op over
+ * every step, then each policy updates its state (commit). A step whose policy fails is failed
+ * alone. */
+static brt_status attention(brt_stage *s, brt_microbatch *mb, int32_t l, brt_err *err)
+{
+    brt_backend *be = s->be;
+    const brt_model_config *c = &s->cfg;
+    /* room for every step's key spans (memory may grow by a flush inside prepare) */
+    int64_t need = 0;
+    for (int32_t i = 0; i < mb->n_steps; i++) {
+        brt_job_state *js = s->js[i];
+        if (!js)
+            continue;
+        const brt_layer_state *ls = &js->layers[l - s->o.layer_begin];
+        need += ls->sink_k.n_blocks + ls->mem_k.n_blocks + 2 * ls->raw_k.n_blocks + ls->raw_k.n + 4;
+    }
+    if (grow((void **)&s->spans, &s->spans_cap, need, sizeof *s->spans) != BRT_OK)
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    int32_t nseg = 0, off = 0;
+    int64_t used = 0;
+    for (int32_t i = 0; i < mb->n_steps; i++) {
+        brt_step *st = &mb->steps[i];
+        const int32_t o = off;
+        off += st->n_rows;
+        brt_layer_ctx *cx = &s->ctxs[i];
+        cx->step = NULL;
+        if (!s->js[i])
+            continue;
+        brt_job_state *js = s->js[i];
+        *cx = (brt_layer_ctx){c,
+                              &s->kv,
+                              l,
+                              st,
+                              js,
+                              &js->layers[l - s->o.layer_begin],
+                              brt_mat_row(s->q, o),
+                              brt_mat_row(s->k, o),
+                              brt_mat_row(s->kpre, o),
+                              brt_mat_row(s->v, o),
+                              s->spans + used,
+                              (int32_t)(s->spans_cap - used),
+                              0,
+                              s->vis + o};
+        brt_err e;
+        if (s->pol->prepare(cx, &e) != BRT_OK) {
+            fail_step(s, st, &s->js[i], "%s", e.msg);
+            cx->step = NULL;
+            continue;
+        }
+        int32_t nk = 0;
+        for (int32_t j = 0; j < cx->n_spans; j++)
+            nk += cx->spans[j].n;
+        used += cx->n_spans;
+        s->segs[nseg++] = (brt_attn_seg){brt_mat_row(s->q, o), brt_mat_row(s->att, o), st->n_rows, cx->spans,
+                                         cx->n_spans, nk, cx->vis};
+    }
+    brt_attn_args args = {s->segs, nseg, c->n_heads, c->n_kv_heads, c->head_dim, sqrtf((float)c->head_dim)};
+    BRT_TRY(be->attention(be, &args, err));
+    off = 0;
+    for (int32_t i = 0; i < mb->n_steps; i++) {
+        brt_step *st = &mb->steps[i];
+        brt_layer_ctx *cx = &s->ctxs[i];
+        if (cx->step && s->js[i]) {
+            brt_err e;
+            if (s->pol->commit(cx, &e) != BRT_OK)
+                fail_step(s, st, &s->js[i], "%s", e.msg);
+        }
+        if (st->flags & BRT_STEP_FAILED)
+            BRT_TRY(be->zero_rows(be, brt_mat_row(s->att, off), st->n_rows, s->qd, err));
+        off += st->n_rows;
+    }
+    return BRT_OK;
+}
+
+brt_status brt_stage_forward(brt_stage *s, brt_microbatch *mb, brt_step_result *res, brt_err *err)
+{
+    double t0 = brt_now();
+    brt_backend *be = s->be;
+    const brt_model_config *c = &s->cfg;
+    const int32_t rows = mb->n_rows, dim = s->dim;
+    if (rows > s->o.max_rows)
+        return brt_errf(err, BRT_ERR_INTERNAL, "micro-batch of %d rows exceeds the stage's %d", rows, s->o.max_rows);
+    for (int32_t i = 0; i < mb->n_release; i++)
+        brt_stage_release(s, mb->release[i]);
+    int any_beacon = 0;
+    BRT_TRY(find_jobs(s, mb, &any_beacon, err));
+    if (s->o.first)
+        BRT_TRY(embed(s, mb, s->js, err));
+
+    const brt_weight none = {0};
     for (int32_t l = s->o.layer_begin; l < s->o.layer_end; l++) {
         const brt_layer_weights *L = &s->w.layers[l - s->o.layer_begin];
-        be->rmsnorm(be, hidden, dim, L->attn_norm, c->rms_eps, s->xn, dim, rows, dim);
-        proj(s, rows, any_beacon, s->xn, dim, &L->wq, &L->bq, &L->beacon_wq, &L->beacon_bq, s->q, qd);
-        proj(s, rows, any_beacon, s->xn, dim, &L->wk, &L->bk, &L->beacon_wk, &L->beacon_bk, s->k, kvd);
-        proj(s, rows, any_beacon, s->xn, dim, &L->wv, &L->bv, &L->beacon_wv, &L->beacon_bv, s->v, kvd);
-        /* room for every step's key spans (memory may grow by a flush inside prepare) */
-        int64_t need = 0;
-        for (int32_t i = 0; i < mb->n_steps; i++) {
-            brt_job_state *js = s->js[i];
-            if (!js)
-                continue;
-            const brt_layer_state *ls = &js->layers[l - s->o.layer_begin];
-            need += ls->sink_k.n_blocks + ls->mem_k.n_blocks + 2 * ls->raw_k.n_blocks + ls->raw_k.n + 4;
-        }
-        if (grow((void **)&s->spans, &s->spans_cap, need, sizeof *s->spans) != BRT_OK)
-            return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
-        int32_t nseg = 0;
-        int64_t used = 0;
-        off = 0;
-        for (int32_t i = 0; i < mb->n_steps; i++) {
-            brt_step *st = &mb->steps[i];
-            const int32_t o = off;
-            off += st->n_rows;
-            brt_layer_ctx *cx = &s->ctxs[i];
-            cx->step = NULL;
-            if (!s->js[i])
-                continue;
-            brt_job_state *js = s->js[i];
-            *cx = (brt_layer_ctx){c, s->pool, &s->rope, l, st, js, &js->layers[l - s->o.layer_begin],
-                                  s->q + (int64_t)o * qd, s->k + (int64_t)o * kvd, s->kpre + (int64_t)o * kvd,
-                                  s->v + (int64_t)o * kvd, qd, kvd, s->spans + used, (int32_t)(s->spans_cap - used),
-                                  0, s->vis + o};
-            brt_err e;
-            if (s->pol->prepare(cx, &e) != BRT_OK) {
-                fail_step(s, st, &s->js[i], "%s", e.msg);
-                cx->step = NULL;
-                continue;
-            }
-            int32_t nk = 0;
-            for (int32_t j = 0; j < cx->n_spans; j++)
-                nk += cx->spans[j].n;
-            used += cx->n_spans;
-            s->segs[nseg++] = (brt_attn_seg){s->q + (int64_t)o * qd, s->att + (int64_t)o * qd, st->n_rows, qd, qd,
-                                             cx->spans, cx->n_spans, nk, cx->vis};
-        }
-        brt_attn_args args = {s->segs, nseg, c->n_heads, c->n_kv_heads, c->head_dim, sqrtf((float)c->head_dim)};
-        be->attention(be, &args);
-        off = 0;
-        for (int32_t i = 0; i < mb->n_steps; i++) {
-            brt_step *st = &mb->steps[i];
-            brt_layer_ctx *cx = &s->ctxs[i];
-            if (cx->step && s->js[i]) {
-                brt_err e;
-                if (s->pol->commit(cx, &e) != BRT_OK)
-                    fail_step(s, st, &s->js[i], "%s", e.msg);
-            }
-            if (st->flags & BRT_STEP_FAILED)
-                memset(s->att + (int64_t)off * qd, 0, (size_t)st->n_rows * qd * sizeof(float));
-            off += st->n_rows;
-        }
-        proj(s, rows, any_beacon, s->att, qd, &L->wo, &L->bo, &L->beacon_wo, &L->beacon_bo, s->tmp, dim);
-        be->add(be, hidden, dim, s->tmp, dim, rows, dim);
-        be->rmsnorm(be, hidden, dim, L->ffn_norm, c->rms_eps, s->xn, dim, rows, dim);
-        be->gemm(be, s->xn, dim, rows, &L->w_gate, NULL, s->gate, s->inter);
-        const brt_weight none = {0};
-        proj(s, rows, any_beacon, s->xn, dim, &L->w_up, &none, &L->beacon_up, &none, s->up, s->inter);
-        be->silu_mul(be, s->gate, s->inter, s->up, s->inter, rows, s->inter);
-        proj(s, rows, any_beacon, s->gate, s->inter, &L->w_down, &none, &L->beacon_down, &none, s->tmp, dim);
-        be->add(be, hidden, dim, s->tmp, dim, rows, dim);
+        BRT_TRY(be->rmsnorm(be, s->hidden, &L->attn_norm, c->rms_eps, s->xn, rows, dim, err));
+        BRT_TRY(proj(s, rows, any_beacon, s->xn, &L->wq, &L->bq, &L->beacon_wq, &L->beacon_bq, s->q, err));
+        BRT_TRY(proj(s, rows, any_beacon, s->xn, &L->wk, &L->bk, &L->beacon_wk, &L->beacon_bk, s->k, err));
+        BRT_TRY(proj(s, rows, any_beacon, s->xn, &L->wv, &L->bv, &L->beacon_wv, &L->beacon_bv, s->v, err));
+        BRT_TRY(attention(s, mb, l, err));
+        BRT_TRY(proj(s, rows, any_beacon, s->att, &L->wo, &L->bo, &L->beacon_wo, &L->beacon_bo, s->tmp, err));
+        BRT_TRY(be->add(be, s->hidden, s->tmp, rows, dim, err));
+        BRT_TRY(be->rmsnorm(be, s->hidden, &L->ffn_norm, c->rms_eps, s->xn, rows, dim, err));
+        BRT_TRY(be->gemm(be, s->xn, rows, &L->w_gate, NULL, s->gate, err));
+        BRT_TRY(proj(s, rows, any_beacon, s->xn, &L->w_up, &none, &L->beacon_up, &none, s->up, err));
+        BRT_TRY(be->silu_mul(be, s->gate, s->up, rows, s->inter, err));
+        BRT_TRY(proj(s, rows, any_beacon, s->gate, &L->w_down, &none, &L->beacon_down, &none, s->tmp, err));
+        BRT_TRY(be->add(be, s->hidden, s->tmp, rows, dim, err));
     }
     for (int32_t i = 0; i < mb->n_steps; i++) {
         brt_step *st = &mb->steps[i];
@@ -518,7 +650,8 @@ brt_status brt_stage_forward(brt_stage *s, brt_microbatch *mb, float *hidden, br
             s->js[i]->next_index = st->index + 1;
     }
     if (s->o.last)
-        results(s, mb, hidden, res);
+        BRT_TRY(results(s, mb, res, err));
+    BRT_TRY(be->synchronize(be, err)); /* the stage's busy time is the device's */
     s->busy += brt_now() - t0;
     s->n_mb++;
     return BRT_OK;

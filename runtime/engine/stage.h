@@ -28,16 +28,25 @@ typedef struct brt_stage_opts {
 brt_status brt_stage_create(const brt_stage_opts *o, brt_stage **out, brt_err *err);
 void brt_stage_destroy(brt_stage *s);
 
-/* Run a micro-batch. hidden: [mb->n_rows, hidden] f32, in (ignored on the first stage, which
- * embeds) and out. A failure of one job (say a bad token id) marks its step FAILED with a
- * message and drops its state; the other jobs go on. On the last stage results[i] is filled for
- * each step. The call itself fails only when the stage can no longer run. */
-brt_status brt_stage_forward(brt_stage *s, brt_microbatch *mb, float *hidden, brt_step_result *results,
-                             brt_err *err);
+/* Run a micro-batch over the stage's hidden states ([mb->n_rows, hidden] f32 in the backend's
+ * memory: put there by brt_stage_put_hidden or a device transport, except on the first stage,
+ * which embeds; left there for the next stage). A failure of one job (say a bad token id) marks
+ * its step FAILED with a message and drops its state; the other jobs go on. On the last stage
+ * results[i] is filled for each step. The call itself fails only when the stage can no longer
+ * run. */
+brt_status brt_stage_forward(brt_stage *s, brt_microbatch *mb, brt_step_result *results, brt_err *err);
+/* The hidden states: a view for device transports, or copied from / to host memory
+ * ([rows, hidden] f32, packed). */
+brt_mat brt_stage_hidden(brt_stage *s);
+brt_status brt_stage_put_hidden(brt_stage *s, const float *host, int32_t rows, brt_err *err);
+brt_status brt_stage_take_hidden(brt_stage *s, float *host, int32_t rows, brt_err *err);
 /* Free a job's state (it finished or failed). */
 void brt_stage_release(brt_stage *s, uint64_t job);
 
 const brt_weights *brt_stage_weights(const brt_stage *s);
+/* Bytes of the backend buffers a stage holds for its activations (max_rows rows; the last stage
+ * also holds logits rows), without creating one (plan, inspect). */
+int64_t brt_stage_activation_bytes(const brt_model_config *cfg, int32_t max_rows, int last);
 int64_t brt_stage_kv_used(const brt_stage *s);
 int64_t brt_stage_kv_peak(const brt_stage *s);
 int32_t brt_stage_jobs(const brt_stage *s);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "kernels.h"
 
 enum brt_step_flags {
     BRT_STEP_FULL_WINDOW = 1u, /* beacon: the step completes a window (condense) */
@@ -63,11 +64,7 @@ typedef struct brt_microbatch {
     uint64_t *release;     /* jobs whose state every stage frees before running the steps */
 } brt_microbatch;
 
-/* What the last stage returns for one step. */
-typedef struct brt_tok_lp {
-    int32_t token;
-    float logprob;
-} brt_tok_lp;
+/* What the last stage returns for one step (brt_tok_lp: kernels.h). */
 
 typedef struct brt_step_result {
     uint64_t job;

@@ -82,14 +82,17 @@ static brt_status bind(binder *b, const char *name, int64_t rows, int64_t cols, 
     return BRT_OK;
 }
 
-static brt_status bind_vec(binder *b, const char *name, int64_t dim, float **cursor, const float **out)
+/* A norm vector, converted to f32 (the kernels take it as is). */
+static brt_status bind_vec(binder *b, const char *name, int64_t dim, float **cursor, brt_weight *out)
 {
     brt_weight v;
     BRT_TRY(bind(b, name, 1, dim, 0, &v));
     float *dst = *cursor;
     for (int64_t i = 0; i < dim; i++)
         dst[i] = to_f32(v.data, v.dtype, i);
-    *out = dst;
+    *out = v;
+    out->data = dst;
+    out->dtype = BRT_DT_F32;
     *cursor += dim;
     return BRT_OK;
 }
@@ -224,6 +227,30 @@ brt_status brt_weights_bind(const brt_st_set *st, const brt_model_config *cfg, i
 fail:
     brt_weights_free(w);
     return s;
+}
+
+brt_status brt_weights_upload(brt_weights *w, brt_backend *be, brt_err *err)
+{
+#define UP(x)                                                     \
+    do {                                                          \
+        if ((x).data)                                             \
+            BRT_TRY(be->weight_upload(be, &(x), err));            \
+    } while (0)
+    UP(w->embed);
+    UP(w->beacon_embed);
+    UP(w->final_norm);
+    UP(w->lm_head);
+    for (int32_t l = 0; l < w->layer_end - w->layer_begin; l++) {
+        brt_layer_weights *L = &w->layers[l];
+        brt_weight *all[] = {&L->attn_norm, &L->ffn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq, &L->bk, &L->bv,
+                             &L->bo, &L->w_gate, &L->w_up, &L->w_down, &L->beacon_wq, &L->beacon_wk, &L->beacon_wv,
+                             &L->beacon_wo, &L->beacon_bq, &L->beacon_bk, &L->beacon_bv, &L->beacon_bo,
+                             &L->beacon_up, &L->beacon_down};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            UP(*all[i]);
+    }
+#undef UP
+    return BRT_OK;
 }
 
 void brt_weights_free(brt_weights *w)

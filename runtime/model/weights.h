@@ -13,8 +13,8 @@
 
 
 typedef struct brt_layer_weights {
-    const float *attn_norm; /* [dim] f32 */
-    const float *ffn_norm;  /* [dim] f32 */
+    brt_weight attn_norm;   /* [dim] f32 (converted at load) */
+    brt_weight ffn_norm;    /* [dim] f32 */
     brt_weight wq, wk, wv, wo;      /* [q_dim, dim] [kv_dim, dim] [kv_dim, dim] [dim, q_dim] */
     brt_weight bq, bk, bv, bo;      /* biases (rows 1) or absent */
     brt_weight w_gate, w_up, w_down;/* [inter, dim] [inter, dim] [dim, inter] */
@@ -29,7 +29,7 @@ typedef struct brt_weights {
     int has_embed, has_head;
     brt_weight embed;               /* [vocab, dim] (stage 0, and the last stage if tied) */
     brt_weight beacon_embed;        /* [1, dim] row (beacon policies, stage 0) */
-    const float *final_norm;        /* [dim] f32 (last stage) */
+    brt_weight final_norm;          /* [dim] f32 (last stage) */
     brt_weight lm_head;             /* [vocab, dim] (last stage; = embed when tied) */
     brt_layer_weights *layers;      /* [layer_end - layer_begin] */
     float *owned;                   /* f32 copies of norm vectors */
@@ -43,6 +43,9 @@ typedef struct brt_weights {
 brt_status brt_weights_bind(const brt_st_set *st, const brt_model_config *cfg, int32_t layer_begin,
                             int32_t layer_end, int need_embed, int need_head, brt_weights *w, brt_err *err);
 void brt_weights_free(brt_weights *w);
+/* Make every bound tensor usable by the backend's kernels (the CUDA backend copies this rank's
+ * tensors to the GPU once; the CPU backend reads them where they are mapped). */
+brt_status brt_weights_upload(brt_weights *w, brt_backend *be, brt_err *err);
 
 /* Bytes the weights of layers [a, b) (+ embedding / head) take in the checkpoint. */
 int64_t brt_weights_layer_bytes(const brt_st_set *st, const brt_model_config *cfg, int32_t layer);

@@ -213,7 +213,7 @@ static brt_status job_reserve_bytes(brt_sched *s, brt_job *j, brt_err *err)
     BRT_TRY(brt_plan_state_need(&s->cfg, j->prompt_len, j->max_new, s->o.prefill_chunk, &need, err));
     for (int32_t st = 0; st < s->o.n_stages; st++)
         j->reserved[st] = brt_plan_job_bytes(&s->cfg, &need, s->o.stage_layers[st], s->o.stage_layers[st + 1],
-                                             s->o.block_bytes);
+                                             s->o.block_bytes, s->o.state_dtype);
     return BRT_OK;
 }
 

@@ -88,6 +88,7 @@ typedef struct brt_sched_opts {
     const int32_t *stage_layers;/* [n_stages + 1] boundaries */
     int64_t stage_budget;       /* KV bytes per stage */
     int32_t block_bytes;
+    brt_dtype state_dtype;      /* what the stages keep state in (their backend's) */
     int32_t max_rows;           /* rows per micro-batch */
     int32_t max_inflight;       /* micro-batches in flight per pipeline */
     int32_t prefill_chunk;      /* rows per prefill step of the full policy */

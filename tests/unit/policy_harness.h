@@ -89,14 +89,15 @@ struct harness {
     brt_backend *be;
     brt_kvpool *pool;
     float inv_freq[512];
-    float rope_tmp[H_ROPE_ROWS * 4096];
-    float rope_pos[H_ROPE_ROWS];
-    brt_rope_ctx rope;
+    brt_buffer *inv_buf;   /* inv_freq in the backend's memory */
+    brt_kv_ctx kv;
     brt_job_state js;
     brt_layer_state ls[H_MAX_LAYERS];
     int32_t n_layers;
     brt_plan plan;
-    float *q, *k, *kpre, *v;
+    float *q, *k, *v;      /* host: the step's random rows */
+    brt_buffer *act;       /* the step's rows in the backend: q, k, kpre, v */
+    brt_mat mq, mk, mkpre, mv;
     int32_t rows_cap;
     brt_kv_span spans[H_SPANS_CAP];
     brt_attn_vis *vis;
@@ -118,24 +119,22 @@ static inline void h_init(harness *h, const brt_model_config *cfg, int64_t max_t
     h->cfg = *cfg;
     h->ops = brt_policy_ops_for(cfg->policy);
     assert_non_null(h->ops);
-    h->be = brt_cpu_backend_create(1, NULL);
-    assert_non_null(h->be);
     brt_err err;
+    assert_int_equal(brt_cpu_backend_create(1, NULL, &h->be, &err), BRT_OK);
     /* small blocks: a region spans many blocks, so spans and intervals cross block edges */
     const int32_t kvd = cfg->n_kv_heads * cfg->head_dim;
     int32_t bb = ((kvd * 4 * 3) + 63) / 64 * 64;
-    assert_int_equal(brt_kvpool_create((int64_t)1 << 30, bb, &h->pool, &err), BRT_OK);
+    assert_int_equal(brt_kvpool_create(h->be, (int64_t)1 << 30, bb, &h->pool, &err), BRT_OK);
     assert_true(cfg->head_dim / 2 <= 512 && kvd <= 4096);
     for (int32_t i = 0; i < cfg->head_dim / 2; i++)
         h->inv_freq[i] = 1.0f / powf((float)cfg->rope_theta, (float)(2 * i) / (float)cfg->head_dim);
-    h->rope = (brt_rope_ctx){h->be,
-                             h->inv_freq,
-                             cfg->rope_scaling == BRT_ROPE_LINEAR ? (float)cfg->rope_factor : 1.0f,
-                             cfg->n_kv_heads,
-                             cfg->head_dim,
-                             h->rope_tmp,
-                             h->rope_pos,
-                             H_ROPE_ROWS};
+    assert_int_equal(h->be->buffer_alloc(h->be, sizeof h->inv_freq, BRT_MEM_DEVICE, &h->inv_buf, &err), BRT_OK);
+    brt_mat inv = brt_buffer_mat(h->inv_buf, cfg->head_dim / 2, BRT_DT_F32);
+    assert_int_equal(h->be->set_rows(h->be, inv, h->inv_freq, 1, cfg->head_dim / 2, &err), BRT_OK);
+    h->kv = (brt_kv_ctx){h->be, h->pool,
+                         (brt_rope){inv, cfg->head_dim,
+                                    cfg->rope_scaling == BRT_ROPE_LINEAR ? (float)cfg->rope_factor : 1.0f},
+                         cfg->n_kv_heads, cfg->head_dim, NULL, 0};
     h->n_layers = cfg->n_layers < H_MAX_LAYERS ? cfg->n_layers : H_MAX_LAYERS;
     h->js.job = 1;
     h->js.n_layers = h->n_layers;
@@ -157,10 +156,13 @@ static inline void h_free(harness *h)
         brt_layer_state_clear(&h->ls[l], h->pool);
     free(h->js.raw_kind);
     brt_kvpool_destroy(h->pool);
+    brt_kv_ctx_free(&h->kv);
+    h->be->buffer_free(h->be, h->inv_buf);
+    if (h->act)
+        h->be->buffer_free(h->be, h->act);
     h->be->destroy(h->be);
     free(h->q);
     free(h->k);
-    free(h->kpre);
     free(h->v);
     free(h->vis);
     free(h->tokens);
@@ -186,12 +188,20 @@ static inline void h_rows(harness *h, int32_t n)
         return;
     const int32_t qd = h->cfg.n_heads * h->cfg.head_dim, kvd = h->cfg.n_kv_heads * h->cfg.head_dim;
     h->rows_cap = n * 2;
-    h->q = realloc(h->q, (size_t)h->rows_cap * qd * sizeof(float));
-    h->k = realloc(h->k, (size_t)h->rows_cap * kvd * sizeof(float));
-    h->kpre = realloc(h->kpre, (size_t)h->rows_cap * kvd * sizeof(float));
-    h->v = realloc(h->v, (size_t)h->rows_cap * kvd * sizeof(float));
-    h->vis = realloc(h->vis, (size_t)h->rows_cap * sizeof *h->vis);
-    assert_true(h->q && h->k && h->kpre && h->v && h->vis);
+    const int64_t R = h->rows_cap;
+    h->q = realloc(h->q, (size_t)R * qd * sizeof(float));
+    h->k = realloc(h->k, (size_t)R * kvd * sizeof(float));
+    h->v = realloc(h->v, (size_t)R * kvd * sizeof(float));
+    h->vis = realloc(h->vis, (size_t)R * sizeof *h->vis);
+    assert_true(h->q && h->k && h->v && h->vis);
+    if (h->act)
+        h->be->buffer_free(h->be, h->act);
+    brt_err err;
+    assert_int_equal(h->be->buffer_alloc(h->be, (size_t)(R * (qd + 3 * kvd)) * 4, BRT_MEM_DEVICE, &h->act, &err), BRT_OK);
+    h->mq = brt_mat_make(h->act, 0, qd, BRT_DT_F32);
+    h->mk = brt_mat_make(h->act, R * qd * 4, kvd, BRT_DT_F32);
+    h->mkpre = brt_mat_make(h->act, R * (qd + kvd) * 4, kvd, BRT_DT_F32);
+    h->mv = brt_mat_make(h->act, R * (qd + 2 * kvd) * 4, kvd, BRT_DT_F32);
 }
 
 /* Run the step through every layer's prepare and commit (check_layer < 0: call check on every
@@ -207,10 +217,13 @@ static inline void h_apply(harness *h, brt_step *st, int32_t check_layer, h_chec
             h->k[i] = h_rand(h);
             h->v[i] = h_rand(h);
         }
-        brt_layer_ctx c = {&h->cfg, h->pool, &h->rope, l, st, &h->js, &h->ls[l], h->q, h->k, h->kpre, h->v,
-                           qd, kvd, h->spans, H_SPANS_CAP, 0, h->vis};
         brt_err err;
         memset(&err, 0, sizeof err);
+        assert_int_equal(h->be->set_rows(h->be, h->mq, h->q, st->n_rows, qd, &err), BRT_OK);
+        assert_int_equal(h->be->set_rows(h->be, h->mk, h->k, st->n_rows, kvd, &err), BRT_OK);
+        assert_int_equal(h->be->set_rows(h->be, h->mv, h->v, st->n_rows, kvd, &err), BRT_OK);
+        brt_layer_ctx c = {&h->cfg, &h->kv, l, st, &h->js, &h->ls[l], h->mq, h->mk, h->mkpre, h->mv,
+                           h->spans, H_SPANS_CAP, 0, h->vis};
         if (h->ops->prepare(&c, &err) != BRT_OK)
             fail_msg("prepare (step %u layer %d): %s", st->index, l, err.msg);
         if (check && (check_layer < 0 || check_layer == l))
@@ -235,6 +248,21 @@ static inline int h_run_to(harness *h, int64_t avail)
         n++;
     }
     return n;
+}
+
+/* Row r of a view, as f32, into dst (the step's rows: f32 views). */
+static inline void h_row(const harness *h, brt_mat m, int32_t r, float *dst, int32_t n)
+{
+    brt_err err;
+    assert_int_equal(h->be->get_rows(h->be, brt_mat_row(m, r), dst, 1, n, &err), BRT_OK);
+}
+
+/* Slot i of a sequence, as f32. */
+static inline void h_slot(const harness *h, const brt_kvseq *s, int32_t i, float *dst)
+{
+    brt_err err;
+    if (brt_kvseq_read_f32(s, h->pool, i, dst, &err) != BRT_OK)
+        fail_msg("reading slot %d: %s", i, err.msg);
 }
 
 /* ---- reference RoPE (rotate-half, angle = pos * inv_freq), independent of the kernels --- */

@@ -41,7 +41,8 @@ static void check_rules(harness *h, brt_layer_ctx *c, void *ud)
     assert_int_equal(nk, sink + M + R + st->n_rows);
     /* the step's own rows are the last span */
     assert_true(c->n_spans >= 1);
-    assert_ptr_equal(c->spans[c->n_spans - 1].k, c->k);
+    assert_ptr_equal(c->spans[c->n_spans - 1].k.buf, c->k.buf);
+    assert_int_equal(c->spans[c->n_spans - 1].k.off, c->k.off);
     assert_int_equal(c->spans[c->n_spans - 1].n, st->n_rows);
 
     const int32_t base = sink + M, nr = st->n_raw, k = st->n_rows - nr, w = R + nr, bcol = base + w;
@@ -241,10 +242,10 @@ static void collect_new_memory(harness *h, brt_layer_ctx *c, void *ud)
     if (interleave)
         for (int32_t i = 0; i < c->ls->raw_k.n; i++)
             if (h->js.raw_kind[i] == BRT_ROW_BEACON)
-                brt_kvseq_read_f32(&c->ls->raw_kpre, i, mp->expect_pre + (int64_t)mp->n_expect++ * kvd);
+                h_slot(h, &c->ls->raw_kpre, i, mp->expect_pre + (int64_t)mp->n_expect++ * kvd);
     for (int32_t r = 0; r < st->n_rows; r++)
         if (st->kind[r] == BRT_ROW_BEACON)
-            memcpy(mp->expect_pre + (int64_t)mp->n_expect++ * kvd, c->kpre + (int64_t)r * kvd, (size_t)kvd * 4);
+            h_row(h, c->kpre, r, mp->expect_pre + (int64_t)mp->n_expect++ * kvd, kvd);
 }
 
 static void check_memory_positions(const char *json, const int *calls, int n_calls)
@@ -274,7 +275,7 @@ static void check_memory_positions(const char *json, const int *calls, int n_cal
                 full_steps++;
                 assert_int_equal(ls->mem_k.n, mp.m_old + mp.n_expect);
                 for (int32_t i = 0; i < mp.n_expect; i++) {
-                    brt_kvseq_read_f32(&ls->mem_k, mp.m_old + i, got);
+                    h_slot(h, &ls->mem_k, mp.m_old + i, got);
                     h_rope_ref(h, mp.expect_pre + (int64_t)i * kvd, ref, cfg.n_kv_heads, sink + mp.m_old + i);
                     double d = h_maxdiff(got, ref, kvd);
                     if (d > 1e-5)
@@ -284,8 +285,8 @@ static void check_memory_positions(const char *json, const int *calls, int n_cal
             }
             /* the open window: slot j rotated at sink + M + j from its pre-RoPE key */
             for (int32_t j = 0; j < ls->raw_k.n; j++) {
-                brt_kvseq_read_f32(&ls->raw_k, j, got);
-                brt_kvseq_read_f32(&ls->raw_kpre, j, pre);
+                h_slot(h, &ls->raw_k, j, got);
+                h_slot(h, &ls->raw_kpre, j, pre);
                 h_rope_ref(h, pre, ref, cfg.n_kv_heads, sink + ls->mem_k.n + j);
                 double d = h_maxdiff(got, ref, kvd);
                 if (d > 1e-5)

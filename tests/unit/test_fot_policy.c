@@ -237,9 +237,10 @@ static void snap_after_prepare(harness *h, brt_layer_ctx *c, void *ud)
     const int mem_layer = h->cfg.fot.is_mem_layer[l];
     /* keys of this step: rotated at their relative positions, except in memory layers
      * without positionals */
-    float *ref = malloc((size_t)kvd * 4);
+    float *ref = malloc((size_t)kvd * 4), *kr = malloc((size_t)kvd * 4), *kp = malloc((size_t)kvd * 4);
     for (int32_t r = 0; r < st->n_rows; r++) {
-        const float *kr = c->k + (int64_t)r * c->ldk, *kp = c->kpre + (int64_t)r * kvd;
+        h_row(h, c->k, r, kr, kvd);
+        h_row(h, c->kpre, r, kp, kvd);
         if (mem_layer && !h->cfg.fot.mem_positionals) {
             assert_memory_equal(kr, kp, (size_t)kvd * 4);
             ms->k_unrotated_checked++;
@@ -252,13 +253,15 @@ static void snap_after_prepare(harness *h, brt_layer_ctx *c, void *ud)
         }
     }
     free(ref);
+    free(kr);
+    free(kp);
     if (mem_layer && (st->flags & BRT_STEP_NO_CACHE)) {
         /* memory before this append: the flush (if any) already happened in prepare */
         ms->m_old[l] = c->ls->mem_k.n;
         ms->n_new[l] = st->n_rows;
         for (int32_t r = 0; r < st->n_rows; r++) {
-            memcpy(ms->k[l] + (int64_t)r * kvd, c->kpre + (int64_t)r * kvd, (size_t)kvd * 4);
-            memcpy(ms->v[l] + (int64_t)r * kvd, c->v + (int64_t)r * c->ldk, (size_t)kvd * 4);
+            h_row(h, c->kpre, r, ms->k[l] + (int64_t)r * kvd, kvd);
+            h_row(h, c->v, r, ms->v[l] + (int64_t)r * kvd, kvd);
         }
     }
 }
@@ -272,14 +275,14 @@ static void check_memory_slots(const harness *h, int32_t l, int32_t from, int32_
     assert_int_equal(ls->mem_v.dtype, bf ? BRT_DT_BF16 : BRT_DT_F32);
     float *got = malloc((size_t)kvd * 4);
     for (int32_t i = 0; i < n; i++) {
-        brt_kvseq_read_f32(&ls->mem_k, from + i, got);
+        h_slot(h, &ls->mem_k, from + i, got);
         for (int32_t e = 0; e < kvd; e++) {
             float want = bf ? bf16_round(k[(int64_t)i * kvd + e]) : k[(int64_t)i * kvd + e];
             if (got[e] != want)
                 fail_msg("layer %d memory slot %d K[%d] = %.9g, expected the %s pre-RoPE key %.9g", l, from + i, e,
                          got[e], bf ? "bf16-rounded" : "exact", want);
         }
-        brt_kvseq_read_f32(&ls->mem_v, from + i, got);
+        h_slot(h, &ls->mem_v, from + i, got);
         for (int32_t e = 0; e < kvd; e++) {
             float want = bf ? bf16_round(v[(int64_t)i * kvd + e]) : v[(int64_t)i * kvd + e];
             if (got[e] != want)
@@ -334,8 +337,8 @@ static int run_state(const char *set, const char *overrides, int64_t prompt, int
                         continue;
                     assert_int_equal(ls->raw_kpre.n, ls->raw_k.n);
                     for (int32_t i = 0; i < ls->raw_k.n; i++) {
-                        brt_kvseq_read_f32(&ls->raw_kpre, i, ms.k[l] + (int64_t)i * kvd);
-                        brt_kvseq_read_f32(&ls->raw_v, i, ms.v[l] + (int64_t)i * kvd);
+                        h_slot(h, &ls->raw_kpre, i, ms.k[l] + (int64_t)i * kvd);
+                        h_slot(h, &ls->raw_v, i, ms.v[l] + (int64_t)i * kvd);
                     }
                 }
             }
@@ -428,8 +431,8 @@ static void test_mem_positionals_false_leaves_memory_layers_unrotated(void **s)
     for (int32_t l = 1; l <= 2; l++) {
         assert_true(h->ls[l].raw_k.n > 0);
         for (int32_t i = 0; i < h->ls[l].raw_k.n; i++) {
-            brt_kvseq_read_f32(&h->ls[l].raw_k, i, a);
-            brt_kvseq_read_f32(&h->ls[l].raw_kpre, i, b);
+            h_slot(h, &h->ls[l].raw_k, i, a);
+            h_slot(h, &h->ls[l].raw_kpre, i, b);
             assert_memory_equal(a, b, (size_t)kvd * 4);
         }
     }

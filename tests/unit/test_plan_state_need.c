@@ -120,8 +120,8 @@ static void test_full_grows_linearly(void **s)
         assert_int_equal(n2.raw, 2 * L);
     }
     const int32_t bb = 4096;
-    int64_t b1 = brt_plan_job_bytes(&cfg, &(brt_state_need){0, 0, 10000, 0}, 0, cfg.n_layers, bb);
-    int64_t b10 = brt_plan_job_bytes(&cfg, &(brt_state_need){0, 0, 100000, 0}, 0, cfg.n_layers, bb);
+    int64_t b1 = brt_plan_job_bytes(&cfg, &(brt_state_need){0, 0, 10000, 0}, 0, cfg.n_layers, bb, BRT_DT_F32);
+    int64_t b10 = brt_plan_job_bytes(&cfg, &(brt_state_need){0, 0, 100000, 0}, 0, cfg.n_layers, bb, BRT_DT_F32);
     assert_true(b10 >= 10 * b1 - 10 * cfg.n_layers * 2 * bb && b10 <= 10 * b1);
 }
 
@@ -141,17 +141,17 @@ static void test_fot_memory_linear_in_memory_layers_only(void **s)
     const int32_t bb = 2048;
     brt_state_need a = need_of(&cfg, 5000, 1, 512), b = need_of(&cfg, 50000, 1, 512);
     /* layer 0 has no memory: the same bytes for a 10x longer document */
-    assert_int_equal(brt_plan_job_bytes(&cfg, &a, 0, 1, bb), brt_plan_job_bytes(&cfg, &b, 0, 1, bb));
+    assert_int_equal(brt_plan_job_bytes(&cfg, &a, 0, 1, bb, BRT_DT_F32), brt_plan_job_bytes(&cfg, &b, 0, 1, bb, BRT_DT_F32));
     /* memory layers grow ~10x */
     for (int32_t l = 1; l <= 2; l++) {
-        double ra = (double)brt_plan_job_bytes(&cfg, &a, l, l + 1, bb),
-               rb = (double)brt_plan_job_bytes(&cfg, &b, l, l + 1, bb);
+        double ra = (double)brt_plan_job_bytes(&cfg, &a, l, l + 1, bb, BRT_DT_F32),
+               rb = (double)brt_plan_job_bytes(&cfg, &b, l, l + 1, bb, BRT_DT_F32);
         assert_true(rb / ra > 9.0 && rb / ra < 11.0);
     }
     /* bf16 memory costs half of f32 memory */
     brt_model_config f32 = cfg;
     f32.fot.mem_bf16 = 0;
-    double m16 = (double)brt_plan_job_bytes(&cfg, &b, 1, 2, bb), m32 = (double)brt_plan_job_bytes(&f32, &b, 1, 2, bb);
+    double m16 = (double)brt_plan_job_bytes(&cfg, &b, 1, 2, bb, BRT_DT_F32), m32 = (double)brt_plan_job_bytes(&f32, &b, 1, 2, bb, BRT_DT_F32);
     assert_true(m32 / m16 > 1.9 && m32 / m16 < 2.1);
 }
 
@@ -165,7 +165,7 @@ static void check_reservation(brt_model_config *cfg, int64_t prompt, int64_t max
     h_init(h, cfg, total);
     assert_int_equal(h->n_layers, cfg->n_layers);
     brt_state_need need = need_of(cfg, prompt, max_new, 512);
-    const int64_t reserved = brt_plan_job_bytes(cfg, &need, 0, cfg->n_layers, brt_kvpool_block_bytes(h->pool));
+    const int64_t reserved = brt_plan_job_bytes(cfg, &need, 0, cfg->n_layers, brt_kvpool_block_bytes(h->pool), BRT_DT_F32);
     int64_t steps = 0;
     for (int64_t avail = prompt; avail <= total; avail++)
         steps += h_run_to(h, avail);

@@ -155,7 +155,7 @@ static uint32_t tile_mask(const brt_attn_vis *v, int32_t t0, int32_t t1)
 #define QB 4                       /* query vectors per register block */
 #define CHV 4                          /* vectors per head-dimension chunk (BRT_ATTN_CHUNK is a multiple) */
 
-static void attn(const brt_attn_args *A, const brt_attn_seg *S, int32_t kvh, int32_t qv0, int32_t qv1,
+static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t kvh, int32_t qv0, int32_t qv1,
                  float *scratch)
 {
     /* fixed-size inner blocks (QB query vectors x CHV vectors of the head dimension) so the
@@ -209,7 +209,7 @@ static void attn(const brt_attn_args *A, const brt_attn_seg *S, int32_t kvh, int
                 span_base += S->spans[span].n;
                 span++;
             }
-            const brt_kv_span *sp = &S->spans[span];
+            const brt_cpu_kv_span *sp = &S->spans[span];
             int64_t off = (int64_t)(key - span_base) * sp->stride + (int64_t)kvh * hd;
             float *vr = Vt + (size_t)j * hdp;
             if (sp->dtype == BRT_DT_F32) {

@@ -6,6 +6,30 @@
 
 #include "kernels.h"
 
+/* Attention as the CPU kernels see it: the backend resolves views into host pointers. */
+typedef struct brt_cpu_kv_span {
+    const void *k, *v;
+    int32_t n;
+    int32_t stride;            /* elements between consecutive slots */
+    brt_dtype dtype;           /* F32 or BF16 */
+} brt_cpu_kv_span;
+
+typedef struct brt_cpu_attn_seg {
+    const float *q;            /* [rows, n_heads * head_dim], row stride ld_q */
+    float *out;                /* [rows, n_heads * head_dim], row stride ld_o */
+    int32_t rows, ld_q, ld_o;
+    const brt_cpu_kv_span *spans;
+    int32_t n_spans, n_keys;
+    const brt_attn_vis *vis;   /* [rows] */
+} brt_cpu_attn_seg;
+
+typedef struct brt_cpu_attn_args {
+    const brt_cpu_attn_seg *segs;
+    int32_t n_segs;
+    int32_t n_heads, n_kv_heads, head_dim;
+    float scale_div;
+} brt_cpu_attn_args;
+
 typedef struct brt_simd_ops {
     const char *isa;
     int gemm_nr;              /* columns per GEMM tile: thread splits are multiples of it */
@@ -14,7 +38,7 @@ typedef struct brt_simd_ops {
                       float *c, int64_t ldc, int64_t n0, int64_t n1);
     /* attention for query vectors [qv0, qv1) of kv head kvh in one segment; scratch holds
      * brt_simd_attn_scratch_floats(head_dim, qv count) floats */
-    void (*attn)(const brt_attn_args *a, const brt_attn_seg *s, int32_t kvh, int32_t qv0, int32_t qv1,
+    void (*attn)(const brt_cpu_attn_args *a, const brt_cpu_attn_seg *s, int32_t kvh, int32_t qv0, int32_t qv1,
                  float *scratch);
     void (*rmsnorm_row)(const float *x, const float *w, float eps, float *y, int64_t dim);
     void (*silu_mul_row)(float *g, const float *u, int64_t n);

@@ -1,4 +1,4 @@
-#include "engine/sampler.h"
+#include "sample.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -98,4 +98,23 @@ int32_t brt_sample(const float *logits, int32_t n, float temperature, float top_
             return (int32_t)work[2 * i + 1];
     }
     return (int32_t)work[2 * (cut - 1) + 1];
+}
+
+void brt_logit_row(const float *lg, int32_t n, const brt_logit_req *req, brt_logit_out *out, float *work)
+{
+    const int32_t k = req->top_k < 0 ? 0 : req->top_k > BRT_TOP_K_MAX ? BRT_TOP_K_MAX : req->top_k;
+    out->sampled = -1;
+    out->sampled_logprob = 0;
+    out->target_logprob = NAN;
+    if (req->target < 0 && !k && !req->sample)
+        return;
+    const double lse = brt_logsumexp(lg, n);
+    if (req->target >= 0 && req->target < n)
+        out->target_logprob = (float)(lg[req->target] - lse);
+    if (k)
+        brt_top_logprobs(lg, n, lse, k, out->top);
+    if (req->sample) {
+        out->sampled = brt_sample(lg, n, req->temperature, req->top_p, req->seed, req->draw, work);
+        out->sampled_logprob = (float)(lg[out->sampled] - lse);
+    }
 }
