@@ -168,6 +168,7 @@ struct brt_backend {
     int n_threads;             /* CPU kernel threads (1 on CUDA: one host thread drives it) */
     brt_dtype state_dtype;     /* what KV state is kept in: F32, or BF16 (CUDA's bf16 mode) */
     int64_t min_alloc;         /* a good size for pool chunks (bytes) */
+    int64_t held;              /* bytes of device memory held now (weights, buffers, workspaces; CUDA) */
     void *impl;
 
     /* memory */
@@ -221,8 +222,22 @@ struct brt_backend {
      * double precision. */
     brt_status (*logit_rows)(brt_backend *be, brt_mat logits, int64_t n, int32_t vocab, const brt_logit_req *req,
                              brt_logit_out *out, brt_err *err);
+
+    /* Device links between the stages of a pipeline (NCCL on CUDA; NULL where a backend has none).
+     * The group's first member makes an id (link_id) that reaches the others by other means (MPI);
+     * every member joins with it (link_join, a deadline on the collective set-up); a stage sends
+     * its rows to the next and receives from the previous (peer: member index). Every wait on a
+     * link is watched: a member that fails or makes no progress within the timeout aborts the link
+     * with an error naming it (names[member]), never a hang. */
+    brt_status (*link_id)(brt_backend *be, void *id, size_t *len, brt_err *err);
+    brt_status (*link_join)(brt_backend *be, const void *id, size_t len, int n_members, int me,
+                            const char *const *names, double timeout, brt_err *err);
+    brt_status (*link_send)(brt_backend *be, brt_mat src, int64_t rows, int64_t cols, int peer, brt_err *err);
+    brt_status (*link_recv)(brt_backend *be, brt_mat dst, int64_t rows, int64_t cols, int peer, brt_err *err);
     void (*destroy)(brt_backend *be);
 };
+
+#define BRT_LINK_ID_MAX 256  /* bytes of a link id */
 
 /* Which backend, and how. */
 typedef struct brt_backend_opts {

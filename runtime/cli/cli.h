@@ -27,6 +27,7 @@ typedef struct cli_common {
     int32_t preset_pp, preset_dp; /* preset parallel.pp / dp: used when the launch has their ranks */
     char *preset_model;
     char *model_config;       /* preset: config.json to plan with when the model folder is absent */
+    char *preset_device, *preset_precision; /* preset resources.device / precision */
     int quiet;
     brt_transport *tr;        /* MPI when launched by mpirun/srun, else NULL */
 } cli_common;
@@ -44,7 +45,8 @@ typedef struct cli_common {
     {"dp", required_argument, 0, 1018}, {"quiet", no_argument, 0, 1019},                        \
     {"config", required_argument, 0, 1020}, {"max-inflight", required_argument, 0, 1021},       \
     {"timeout", required_argument, 0, 1022}, {"beacon-pos", required_argument, 0, 1023},        \
-    {"beacon-sink-size", required_argument, 0, 1024}, {"max-jobs", required_argument, 0, 1025}
+    {"beacon-sink-size", required_argument, 0, 1024}, {"max-jobs", required_argument, 0, 1025},   \
+    {"device", required_argument, 0, 1026}, {"precision", required_argument, 0, 1027}
 
 #define CLI_MODEL_HELP                                                                           \
     "model and long-context policy:\n"                                                           \
@@ -65,7 +67,11 @@ typedef struct cli_common {
     "  --set KEY=JSON           set any config.json field (null removes it)\n"
 #define CLI_RESOURCE_HELP                                                                        \
     "resources:\n"                                                                               \
-    "  --threads N              kernel threads per rank (default: cores / ranks per node)\n"     \
+    "  --device D               cpu | cuda: where every rank computes (default cpu; cuda: each rank\n" \
+    "                           takes GPU local-rank mod GPUs)\n"                                  \
+    "  --precision P            cuda: bf16 (bf16 GEMMs and state, fp32 accumulation; default) | f32\n" \
+    "                           (TF32 off: the golden-exact mode)\n"                               \
+    "  --threads N              CPU kernel threads per rank (default: cores / ranks per node)\n" \
     "  --isa I                  avx512 | avx2 | generic (default: best available)\n"             \
     "  --kv-budget-mb N         long-context state memory per pipeline stage\n"                  \
     "  --max-rows N             rows per micro-batch\n"                                          \

@@ -18,6 +18,8 @@ void cli_common_free(cli_common *c)
 {
     json_decref(c->overrides);
     free(c->preset_model);
+    free(c->preset_device);
+    free(c->preset_precision);
     free(c->model_config);
 }
 
@@ -119,6 +121,16 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
         c->node.threads = (int)v;
         return 1;
     case 1013: c->node.isa = arg; return 1;
+    case 1026:
+        if (strcmp(arg, "cpu") && strcmp(arg, "cuda"))
+            return -1;
+        c->node.device = arg;
+        return 1;
+    case 1027:
+        if (strcmp(arg, "bf16") && strcmp(arg, "f32"))
+            return -1;
+        c->node.precision = arg;
+        return 1;
     case 1014: {
         char *end;
         double mb = strtod(arg, &end);
@@ -231,6 +243,8 @@ static int apply_preset(cli_common *c, const char *cmd)
         {"resources", "prefill_chunk", 0, &c->node.prefill_chunk},
         {"resources", "max_jobs", 0, &c->node.max_jobs},
         {"resources", "timeout", 1, &c->node.timeout},
+        {"resources", "device", 2, &c->node.device},
+        {"resources", "precision", 2, &c->node.precision},
     };
     for (const char *sect = "parallel"; sect; sect = !strcmp(sect, "parallel") ? "resources" : NULL) {
         json_t *o = json_object_get(p, sect);
@@ -243,6 +257,24 @@ static int apply_preset(cli_common *c, const char *cmd)
                 if (strcmp(fields[i].sect, sect) || strcmp(fields[i].key, key))
                     continue;
                 known = 1;
+                if (fields[i].kind == 2) { /* a word: device, precision */
+                    const char *w = json_string_value(v);
+                    int ok = w && (!strcmp(key, "device") ? !strcmp(w, "cpu") || !strcmp(w, "cuda")
+                                                          : !strcmp(w, "bf16") || !strcmp(w, "f32"));
+                    if (!ok) {
+                        fprintf(stderr, "beaconrt %s: %s: %s.%s must be %s\n", cmd, c->config_path, sect, key,
+                                !strcmp(key, "device") ? "\"cpu\" or \"cuda\"" : "\"bf16\" or \"f32\"");
+                        rc = -1;
+                        goto out;
+                    }
+                    char **keep = !strcmp(key, "device") ? &c->preset_device : &c->preset_precision;
+                    if (!*(const char **)fields[i].dst) {
+                        free(*keep);
+                        *keep = strdup(w);
+                        *(const char **)fields[i].dst = *keep;
+                    }
+                    continue;
+                }
                 if (!json_is_number(v) || json_number_value(v) < 0) {
                     fprintf(stderr, "beaconrt %s: %s: %s.%s must be a number >= 0\n", cmd, c->config_path, sect, key);
                     rc = -1;

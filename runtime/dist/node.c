@@ -135,93 +135,28 @@ int64_t brt_node_default_kv_budget(int32_t local_ranks, int64_t weight_bytes)
     return b < ((int64_t)256 << 20) ? ((int64_t)256 << 20) : b;
 }
 
-static uint64_t config_hash(const brt_node *n)
+/* A GPU's default KV budget: its share of the GPU's memory (ranks of this node on the same GPU
+ * share it) less what this rank holds there already (weights, activations, workspaces) and room
+ * for the CUDA context and the scratch that grows with the work. */
+#define GPU_RESERVE ((int64_t)2 << 30)
+static brt_status gpu_kv_budget(brt_node *n, int gpus, brt_err *err)
 {
-    uint64_t h = brt_fnv1a(BRT_FNV_INIT, &n->model.cfg, sizeof n->model.cfg); /* zeroed before parsing */
-    h = brt_fnv1a(h, n->grid.layers, sizeof(int32_t) * (size_t)(n->grid.pp + 1));
-    /* the device and its state dtype too: admission counts every stage's bytes alike */
-    int32_t knobs[6] = {n->max_rows, n->prefill_chunk, n->block_bytes, n->grid.dp, (int32_t)n->be->state_dtype,
-                        (int32_t)brt_fnv1a(BRT_FNV_INIT, n->be->device, strlen(n->be->device))};
-    return brt_fnv1a(h, knobs, sizeof knobs);
-}
-
-static brt_status send_pb(brt_node *n, int32_t dst, int32_t tag, const ProtobufCMessage *m, void *payload,
-                          size_t payload_len, brt_err *err)
-{
-    size_t len = protobuf_c_message_get_packed_size(m);
-    void *buf = malloc(len ? len : 1);
-    if (!buf) {
-        free(payload);
-        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
-    }
-    protobuf_c_message_pack(m, buf);
-    return n->tr->send(n->tr, dst, tag, buf, len, payload, payload_len, err);
-}
-
-/* Every rank must agree on the model, the split and the knobs; rank 0 learns each stage's budget. */
-static brt_status handshake(brt_node *n, brt_err *err)
-{
-    const uint64_t h = config_hash(n);
-    const double timeout = n->o.timeout > 0 ? n->o.timeout : 600;
-    Brt__Hello me = BRT__HELLO__INIT;
-    me.version = BRT_WIRE_VERSION;
-    me.world = n->grid.world;
-    me.pp = n->grid.pp;
-    me.dp = n->grid.dp;
-    me.config_hash = h;
-    me.rank = n->grid.rank;
-    me.host = n->tr->host;
-    me.kv_budget = n->kv_budget;
-    me.pid = (int32_t)getpid();
-    n->kv_budget_min = n->kv_budget;
-    if (n->grid.rank == 0) {
-        for (int32_t r = 1; r < n->grid.world; r++)
-            BRT_TRY(send_pb(n, r, BRT_TAG_HELLO, &me.base, NULL, 0, err));
-        for (int32_t got_n = 1; got_n < n->grid.world;) {
-            brt_msg m;
-            int got;
-            BRT_TRY(n->tr->recv(n->tr, &m, timeout, &got, err));
-            if (!got)
-                return brt_errf(err, BRT_ERR_TIMEOUT, "rank 0: only %d of %d ranks answered the start-up handshake in %.0fs",
-                                got_n, n->grid.world, timeout);
-            Brt__Hello *hm = m.tag == BRT_TAG_HELLO ? brt__hello__unpack(NULL, m.hdr_len, m.hdr) : NULL;
-            brt_status st = BRT_OK;
-            if (!hm)
-                st = brt_errf(err, BRT_ERR_COMM, "rank %d answered the handshake with an unexpected message (tag %d)",
-                              m.src, m.tag);
-            else if (hm->version != BRT_WIRE_VERSION || hm->config_hash != h || hm->pp != n->grid.pp ||
-                     hm->dp != n->grid.dp)
-                st = brt_errf(err, BRT_ERR_COMM,
-                              "rank %d (%s, pid %d) runs a different model config, layer split or flags than rank 0 "
-                              "(all ranks must get the same model and options)",
-                              m.src, hm->host ? hm->host : "?", hm->pid);
-            else if (hm->kv_budget < n->kv_budget_min)
-                n->kv_budget_min = hm->kv_budget;
-            if (hm)
-                brt__hello__free_unpacked(hm, NULL);
-            free(m.buf);
-            BRT_TRY(st);
-            got_n++;
-        }
-        return BRT_OK;
-    }
-    brt_msg m;
-    int got;
-    BRT_TRY(n->tr->recv(n->tr, &m, timeout, &got, err));
-    if (!got)
-        return brt_errf(err, BRT_ERR_TIMEOUT, "rank %d: no start-up handshake from rank 0 in %.0fs", n->grid.rank, timeout);
-    Brt__Hello *hm = m.tag == BRT_TAG_HELLO ? brt__hello__unpack(NULL, m.hdr_len, m.hdr) : NULL;
-    brt_status st = BRT_OK;
-    if (!hm || hm->version != BRT_WIRE_VERSION || hm->config_hash != h)
-        st = brt_errf(err, BRT_ERR_COMM,
-                      "rank %d: rank 0 runs a different model config, layer split or flags (all ranks must get the "
-                      "same model and options)",
-                      n->grid.rank);
-    if (hm)
-        brt__hello__free_unpacked(hm, NULL);
-    free(m.buf);
-    BRT_TRY(st);
-    return send_pb(n, 0, BRT_TAG_HELLO, &me.base, NULL, 0, err);
+    int64_t fr, tot;
+    n->be->memory(n->be, &fr, &tot);
+    const int32_t lr = n->grid.local_rank, ls = n->grid.local_size > 0 ? n->grid.local_size : 1;
+    int32_t share = 0;
+    for (int32_t r = 0; r < ls; r++)
+        share += r % gpus == lr % gpus;
+    const int64_t budget = (int64_t)(tot * 0.92) / (share > 0 ? share : 1) - n->be->held - GPU_RESERVE;
+    if (budget < ((int64_t)256 << 20))
+        return brt_errf(err, BRT_ERR_CAPACITY,
+                        "rank %d on %s: %.0f MiB of the GPU's %.0f MiB (shared by %d ranks) is left for long-context "
+                        "state after this stage's weights and buffers (%.0f MiB): use more pipeline stages, fewer "
+                        "ranks per GPU or a smaller --max-rows",
+                        n->grid.rank, n->be->name, budget / 1048576.0, tot / 1048576.0, share, n->be->held / 1048576.0);
+    n->kv_budget = budget;
+    brt_stage_set_kv_budget(n->stage, budget);
+    return BRT_OK;
 }
 
 brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **out, brt_err *err)
@@ -274,7 +209,8 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
     }
     /* each rank of a node takes its own GPU (ranks beyond the GPUs share them round robin) */
     int gpus = o->device && !strcmp(o->device, "cuda") ? brt_backend_gpu_count() : 0;
-    brt_backend_opts bo = {o->device, threads, o->isa, gpus > 0 ? n->grid.local_rank % gpus : 0, o->precision};
+    n->gpu = gpus > 0 ? n->grid.local_rank % gpus : -1;
+    brt_backend_opts bo = {o->device, threads, o->isa, n->gpu > 0 ? n->gpu : 0, o->precision};
     st = brt_backend_create(&bo, &n->be, err);
     if (st != BRT_OK)
         goto fail;
@@ -283,12 +219,14 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
     st = brt_stage_create(&so, &n->stage, err);
     if (st != BRT_OK)
         goto fail;
+    if (!o->kv_budget && gpus > 0 && (st = gpu_kv_budget(n, gpus, err)) != BRT_OK)
+        goto fail;
     if (o->trace_path) /* every rank gets the same options: all record, rank 0 writes */
         n->trace = calloc(1, sizeof *n->trace);
     n->kv_budget_min = n->kv_budget;
     if (tr && world > 1) {
         set_status("in the start-up handshake");
-        st = handshake(n, err);
+        st = brt_node_startup(n, n->gpu, err);
         if (st != BRT_OK)
             goto fail;
     }
@@ -388,6 +326,16 @@ static brt_status run_mb(brt_node *n, brt_microbatch *mb, brt_step_result **res,
         st = brt_wire_pack_results(mb->id, n->grid.rank, *res, mb->n_steps, &hdr, &hl, &pl, &pll, err);
         if (st == BRT_OK)
             st = n->tr->send(n->tr, 0, BRT_TAG_RESULTS, hdr, hl, pl, pll, err);
+    } else if (n->link) { /* the header over MPI, the hidden states GPU to GPU */
+        void *hdr;
+        size_t hl;
+        mb->device_payload = 1;
+        st = brt_wire_pack_mb(mb, n->model.cfg.hidden, &hdr, &hl, err);
+        if (st == BRT_OK)
+            st = n->tr->send(n->tr, n->grid.rank + 1, BRT_TAG_MB, hdr, hl, NULL, 0, err);
+        if (st == BRT_OK)
+            st = n->be->link_send(n->be, brt_stage_hidden(n->stage), mb->n_rows, n->model.cfg.hidden,
+                                  n->grid.my_pp + 1, err);
     } else {
         void *hdr;
         size_t hl, bytes = (size_t)mb->n_rows * n->model.cfg.hidden * sizeof(float);
@@ -460,7 +408,7 @@ static void abort_job(brt_node *n, const char *what)
         a.rank = n->grid.rank;
         a.message = (char *)what;
         brt_err e;
-        if (n->grid.rank != 0 && send_pb(n, 0, BRT_TAG_ABORT, &a.base, NULL, 0, &e) == BRT_OK)
+        if (n->grid.rank != 0 && brt_wire_send_pb(n->tr, 0, BRT_TAG_ABORT, &a.base, NULL, 0, &e) == BRT_OK)
             n->tr->flush(n->tr, 5, &e);
         n->tr->abort(n->tr, 1);
     }
@@ -670,7 +618,7 @@ static brt_status run_stage_rank(brt_node *n, brt_err *err)
             Brt__Trace t;
             trace_fill(n, &t);
             if (st == BRT_OK)
-                st = send_pb(n, 0, BRT_TAG_TRACE, &t.base, NULL, 0, err);
+                st = brt_wire_send_pb(n->tr, 0, BRT_TAG_TRACE, &t.base, NULL, 0, err);
             free(t.events);
             if (st == BRT_OK)
                 st = n->tr->flush(n->tr, timeout, err);
@@ -688,7 +636,13 @@ static brt_status run_stage_rank(brt_node *n, brt_err *err)
         if (st == BRT_OK && mb->n_rows > n->max_rows)
             st = brt_errf(err, BRT_ERR_COMM, "rank %d sent %d rows, more than the %d this rank holds", m.src, mb->n_rows,
                           n->max_rows);
-        if (st == BRT_OK && !first) {
+        if (st == BRT_OK && !first && mb->device_payload) {
+            if (hd != dim || m.payload_len != 0 || !n->link)
+                st = brt_errf(err, BRT_ERR_COMM, "rank %d announced %d rows of %d over a device link this rank %s", m.src,
+                              mb->n_rows, hd, n->link ? "expects differently" : "does not have");
+            else
+                st = n->be->link_recv(n->be, brt_stage_hidden(n->stage), mb->n_rows, dim, n->grid.my_pp - 1, err);
+        } else if (st == BRT_OK && !first) {
             size_t want = (size_t)mb->n_rows * dim * sizeof(float);
             if (hd != dim || m.payload_len != want)
                 st = brt_errf(err, BRT_ERR_COMM, "rank %d sent %zu bytes of hidden states for %d rows of %d (expected %zu)",

@@ -49,6 +49,8 @@ typedef struct brt_node {
     int64_t weight_bytes;     /* this rank's layers */
     double t_start;
     double last_beat;         /* rank 0: when the last heartbeat went out */
+    int link;                 /* this rank's pipeline moves hidden states over the device link */
+    int32_t gpu;              /* the GPU this rank computes on (-1: none) */
     struct brt_trace_buf *trace;
 } brt_node;
 
@@ -66,6 +68,9 @@ void brt_node_keepalive(brt_node *n);
  * there are others). */
 void brt_node_abort_others(brt_node *n);
 void brt_node_close(brt_node *n);
+
+/* Collective start-up (startup.c): the handshake and the pipelines' device links. */
+brt_status brt_node_startup(brt_node *n, int32_t gpu, brt_err *err);
 
 /* Defaults shared with `beaconrt plan`. */
 int64_t brt_node_default_kv_budget(int32_t local_ranks, int64_t weight_bytes);

@@ -19,6 +19,7 @@ enum brt_msg_tag {
     BRT_TAG_TRACE = 5,    /* per-rank timings, at shutdown */
     BRT_TAG_HELLO = 6,    /* start-up handshake: same model, same grid */
     BRT_TAG_HEARTBEAT = 7,/* coordinator -> ranks while they have nothing to do */
+    BRT_TAG_LINK = 8,     /* coordinator -> ranks after the handshake: the pipeline's device link */
 };
 
 typedef struct brt_msg {

@@ -16,6 +16,7 @@ brt_status brt_wire_pack_mb(const brt_microbatch *mb, int32_t hidden_dim, void *
     m.pipeline = mb->pipeline;
     m.n_rows = mb->n_rows;
     m.hidden_dim = hidden_dim;
+    m.device_payload = mb->device_payload != 0;
     m.n_release = (size_t)mb->n_release;
     m.release = mb->release;
     Brt__Step *steps = calloc((size_t)(mb->n_steps ? mb->n_steps : 1), sizeof *steps);
@@ -68,6 +69,19 @@ brt_status brt_wire_pack_mb(const brt_microbatch *mb, int32_t hidden_dim, void *
     return *buf ? BRT_OK : brt_errf(err, BRT_ERR_NOMEM, "out of memory");
 }
 
+brt_status brt_wire_send_pb(brt_transport *tr, int32_t dst, int32_t tag, const ProtobufCMessage *m, void *payload,
+                            size_t payload_len, brt_err *err)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    void *buf = malloc(len ? len : 1);
+    if (!buf) {
+        free(payload);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    }
+    protobuf_c_message_pack(m, buf);
+    return tr->send(tr, dst, tag, buf, len, payload, payload_len, err);
+}
+
 void brt_wire_free_mb(brt_microbatch *mb)
 {
     if (!mb)
@@ -101,6 +115,7 @@ brt_status brt_wire_unpack_mb(const void *buf, size_t len, int32_t src, brt_micr
     mb->pipeline = m->pipeline;
     mb->n_rows = m->n_rows;
     *hidden_dim = m->hidden_dim;
+    mb->device_payload = m->device_payload;
     mb->steps = calloc(m->n_steps ? m->n_steps : 1, sizeof *mb->steps);
     mb->release = malloc((m->n_release ? m->n_release : 1) * sizeof *mb->release);
     if (!mb->steps || !mb->release) {

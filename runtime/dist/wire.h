@@ -7,15 +7,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dist/transport.h"
 #include "engine/step.h"
 
-#define BRT_WIRE_VERSION 1
+struct ProtobufCMessage;
+
+#define BRT_WIRE_VERSION 2
 
 brt_status brt_wire_pack_mb(const brt_microbatch *mb, int32_t hidden_dim, void **buf, size_t *len, brt_err *err);
 /* Decodes into a new micro-batch (free with brt_wire_free_mb). */
 brt_status brt_wire_unpack_mb(const void *buf, size_t len, int32_t src, brt_microbatch **mb, int32_t *hidden_dim,
                               brt_err *err);
 void brt_wire_free_mb(brt_microbatch *mb);
+
+/* Pack a protobuf message and send it (with an optional payload, owned by the transport). */
+brt_status brt_wire_send_pb(brt_transport *tr, int32_t dst, int32_t tag, const struct ProtobufCMessage *m, void *payload,
+                            size_t payload_len, brt_err *err);
 
 /* Results of a micro-batch; full logits rows travel in the payload. */
 brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_result *res, int32_t n, void **hdr,

@@ -50,6 +50,7 @@ int32_t brt_kvpool_block_bytes(const brt_kvpool *p) { return p->block_bytes; }
 int64_t brt_kvpool_used_bytes(const brt_kvpool *p) { return p->used; }
 int64_t brt_kvpool_peak_bytes(const brt_kvpool *p) { return p->peak; }
 int64_t brt_kvpool_budget_bytes(const brt_kvpool *p) { return p->budget; }
+void brt_kvpool_set_budget(brt_kvpool *p, int64_t budget) { p->budget = budget > p->used ? budget : p->used; }
 
 /* A block id, or -1 when the budget (or the backend's memory) is spent. */
 static int32_t pool_get(brt_kvpool *p)

@@ -27,6 +27,8 @@ int32_t brt_kvpool_block_bytes(const brt_kvpool *p);
 int64_t brt_kvpool_used_bytes(const brt_kvpool *p);
 int64_t brt_kvpool_peak_bytes(const brt_kvpool *p);
 int64_t brt_kvpool_budget_bytes(const brt_kvpool *p);
+/* A new budget (only when nothing beyond it is in use). */
+void brt_kvpool_set_budget(brt_kvpool *p, int64_t budget_bytes);
 
 /* Slots of `width` elements of one dtype, in pool blocks. */
 typedef struct brt_kvseq {

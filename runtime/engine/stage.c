@@ -215,6 +215,7 @@ void brt_stage_destroy(brt_stage *s)
 
 const brt_weights *brt_stage_weights(const brt_stage *s) { return &s->w; }
 int64_t brt_stage_kv_used(const brt_stage *s) { return brt_kvpool_used_bytes(s->pool); }
+void brt_stage_set_kv_budget(brt_stage *s, int64_t bytes) { brt_kvpool_set_budget(s->pool, bytes); }
 int64_t brt_stage_kv_peak(const brt_stage *s) { return brt_kvpool_peak_bytes(s->pool); }
 int32_t brt_stage_jobs(const brt_stage *s) { return (int32_t)s->jobs.n; }
 void brt_stage_stats(const brt_stage *s, double *busy, int64_t *n)

@@ -48,6 +48,8 @@ const brt_weights *brt_stage_weights(const brt_stage *s);
  * also holds logits rows), without creating one (plan, inspect). */
 int64_t brt_stage_activation_bytes(const brt_model_config *cfg, int32_t max_rows, int last);
 int64_t brt_stage_kv_used(const brt_stage *s);
+/* Change the KV budget (before any job runs: a GPU's budget is what its weights leave). */
+void brt_stage_set_kv_budget(brt_stage *s, int64_t bytes);
 int64_t brt_stage_kv_peak(const brt_stage *s);
 int32_t brt_stage_jobs(const brt_stage *s);
 /* Seconds spent in forward and the number of micro-batches (for idle fractions). */

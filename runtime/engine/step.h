@@ -62,6 +62,7 @@ typedef struct brt_microbatch {
     int32_t n_rows;
     int32_t n_release;
     uint64_t *release;     /* jobs whose state every stage frees before running the steps */
+    int32_t device_payload;/* on the wire: the hidden states follow over the device link */
 } brt_microbatch;
 
 /* What the last stage returns for one step (brt_tok_lp: kernels.h). */
