@@ -100,7 +100,7 @@ typedef struct brt_rope {
 /* A run of stored key/value slots (or this step's own rows): slot i of K at row i of k, each slot
  * n_kv_heads * head_dim values (head-major). */
 typedef struct brt_kv_span {
-    brt_mat k, v;         /* F32 or BF16, same dtype */
+    brt_mat k, v;         /* F32 or BF16; K and V share dtype and ld (checked) */
     int32_t n;
 } brt_kv_span;
 

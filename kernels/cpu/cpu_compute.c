@@ -247,10 +247,17 @@ static brt_status cpu_attention(brt_backend *be, const brt_attn_args *a, brt_err
     for (int32_t s = 0; s < a->n_segs; s++) {
         const brt_attn_seg *sg = &a->segs[s];
         brt_cpu_kv_span *sp = ci->spans + used;
+        int32_t keys = 0;
         for (int32_t i = 0; i < sg->n_spans; i++) {
             const brt_kv_span *k = &sg->spans[i];
+            if (k->k.ld != k->v.ld || k->k.dtype != k->v.dtype)
+                return brt_errf(err, BRT_ERR_INTERNAL, "attention: a span's K and V differ in stride or dtype");
             sp[i] = (brt_cpu_kv_span){cpu_ptr(k->k), cpu_ptr(k->v), k->n, (int32_t)k->k.ld, k->k.dtype};
+            keys += k->n;
         }
+        if (keys != sg->n_keys)
+            return brt_errf(err, BRT_ERR_INTERNAL, "attention: segment %d has %d keys in its spans, %d announced", s,
+                            keys, sg->n_keys);
         ci->segs[s] = (brt_cpu_attn_seg){cpu_ptr(sg->q), cpu_ptr(sg->out), sg->rows, (int32_t)sg->q.ld,
                                          (int32_t)sg->out.ld, sp, sg->n_spans, sg->n_keys, sg->vis};
         used += sg->n_spans;

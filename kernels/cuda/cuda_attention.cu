@@ -263,9 +263,18 @@ static brt_status cu_attention(brt_backend *be, const brt_attn_args *a, brt_err 
             int32_t start = 0;
             for (int32_t i = 0; i < g->n_spans; i++) {
                 const brt_kv_span *k = &g->spans[i];
+                if (k->k.ld != k->v.ld || k->k.dtype != k->v.dtype) {
+                    st = brt_errf(err, BRT_ERR_INTERNAL, "attention: a span's K and V differ in stride or dtype");
+                    goto out;
+                }
                 pd[sp++] = (span_desc){(uint64_t)dptr(k->k), (uint64_t)dptr(k->v), k->k.ld, start, k->n,
                                        (int32_t)k->k.dtype, 0};
                 start += k->n;
+            }
+            if (start != g->n_keys) {
+                st = brt_errf(err, BRT_ERR_INTERNAL, "attention: segment %d has %d keys in its spans, %d announced", s,
+                              start, g->n_keys);
+                goto out;
             }
             for (int32_t r = 0; r < g->rows; r++) {
                 const brt_attn_vis *v = &g->vis[r];
@@ -294,18 +303,18 @@ static brt_status cu_attention(brt_backend *be, const brt_attn_args *a, brt_err 
         }
     }
     {
-        void *dsd, *dpd, *dvd, *dbd;
-        if ((st = brt_cuda_upload(be, sd, (size_t)a->n_segs * sizeof *sd, &dsd, err)) != BRT_OK ||
-            (st = brt_cuda_upload(be, pd, (size_t)(n_spans ? n_spans : 1) * sizeof *pd, &dpd, err)) != BRT_OK ||
-            (st = brt_cuda_upload(be, vd, (size_t)(n_rows ? n_rows : 1) * sizeof *vd, &dvd, err)) != BRT_OK ||
-            (st = brt_cuda_upload(be, bd, (size_t)(n_blocks ? n_blocks : 1) * sizeof *bd, &dbd, err)) != BRT_OK)
-            goto out;
         if (n_blocks == 0)
             goto out;
-        const seg_desc *S = (const seg_desc *)dsd;
-        const span_desc *P = (const span_desc *)dpd;
-        const vis_desc *V = (const vis_desc *)dvd;
-        const blk_desc *B = (const blk_desc *)dbd;
+        const void *tabs[4] = {sd, pd, vd, bd};
+        const size_t sizes[4] = {(size_t)a->n_segs * sizeof *sd, (size_t)(n_spans ? n_spans : 1) * sizeof *pd,
+                                 (size_t)(n_rows ? n_rows : 1) * sizeof *vd, (size_t)n_blocks * sizeof *bd};
+        void *devs[4];
+        if ((st = brt_cuda_uploads(be, 4, tabs, sizes, devs, err)) != BRT_OK)
+            goto out;
+        const seg_desc *S = (const seg_desc *)devs[0];
+        const span_desc *P = (const span_desc *)devs[1];
+        const vis_desc *V = (const vis_desc *)devs[2];
+        const blk_desc *B = (const blk_desc *)devs[3];
         const unsigned nb = (unsigned)n_blocks;
         if (D <= 64)
             st = launch<2, 64>(be, nb, S, P, V, B, a, err);

@@ -37,21 +37,23 @@ extern "C" int brt_cuda_device_count(void)
     return n;
 }
 
-brt_status brt_cuda_upload(brt_backend *be, const void *host, size_t n, void **out, brt_err *err)
+brt_status brt_cuda_uploads(brt_backend *be, int count, const void *const *host, const size_t *n, void **out,
+                            brt_err *err)
 {
     cuda_impl *ci = cuda_of(be);
-    const size_t need = (n + 255) / 256 * 256;
+    size_t need = 0;
+    for (int i = 0; i < count; i++)
+        need += (n[i] + 255) / 256 * 256;
     if (ci->up_used + need > ci->up_size) {
         BRT_TRY(brt_cuda_wait(be, err)); /* every queued use of the arena is done */
         ci->up_used = 0;
         if (need > ci->up_size) {
-            size_t size = need * 2;
+            const size_t size = need * 2;
             cudaFreeHost(ci->up_host);
             cudaFree(ci->up_dev);
+            be->held -= (int64_t)ci->up_size;
             ci->up_host = NULL;
             ci->up_dev = NULL;
-            ci->up_size = 0;
-            be->held -= (int64_t)ci->up_size;
             ci->up_size = 0;
             CU_TRY(cudaMallocHost((void **)&ci->up_host, size));
             CU_TRY(cudaMalloc((void **)&ci->up_dev, size));
@@ -59,12 +61,19 @@ brt_status brt_cuda_upload(brt_backend *be, const void *host, size_t n, void **o
             be->held += (int64_t)size;
         }
     }
-    memcpy(ci->up_host + ci->up_used, host, n);
-    CU_TRY(cudaMemcpyAsync(ci->up_dev + ci->up_used, ci->up_host + ci->up_used, n, cudaMemcpyHostToDevice,
-                           ci->stream));
-    *out = ci->up_dev + ci->up_used;
-    ci->up_used += need;
+    for (int i = 0; i < count; i++) {
+        memcpy(ci->up_host + ci->up_used, host[i], n[i]);
+        CU_TRY(cudaMemcpyAsync(ci->up_dev + ci->up_used, ci->up_host + ci->up_used, n[i], cudaMemcpyHostToDevice,
+                               ci->stream));
+        out[i] = ci->up_dev + ci->up_used;
+        ci->up_used += (n[i] + 255) / 256 * 256;
+    }
     return BRT_OK;
+}
+
+brt_status brt_cuda_upload(brt_backend *be, const void *host, size_t n, void **out, brt_err *err)
+{
+    return brt_cuda_uploads(be, 1, &host, &n, out, err);
 }
 
 brt_status brt_cuda_scratch(brt_backend *be, size_t n, void **out, brt_err *err)
@@ -185,25 +194,38 @@ static brt_status cu_weight_upload(brt_backend *be, brt_weight *w, brt_err *err)
                         ci->dev, w->name ? w->name : "?", dbytes / 1048576.0, brt_dtype_name(ddt), fr / 1048576.0,
                         tot / 1048576.0);
     }
-    ci->w[ci->n_w++] = (cuda_weight){w->data, w->dtype, elems, dev, ddt};
-    be->held += (int64_t)dbytes;
+    brt_status st = BRT_OK;
     if (ddt == w->dtype) {
-        CU_TRY(cudaMemcpyAsync(dev, w->data, sbytes, cudaMemcpyHostToDevice, ci->stream));
+        if ((e = cudaMemcpyAsync(dev, w->data, sbytes, cudaMemcpyHostToDevice, ci->stream)) != cudaSuccess)
+            st = brt_cuda_fail(err, ci->dev, cudaGetErrorString(e), "cudaMemcpyAsync (weight)", __FILE__, __LINE__);
     } else {
         /* through the scratch in pieces, converted on the device */
         const size_t piece = (size_t)32 << 20, es = brt_dtype_size(w->dtype), eo = brt_dtype_size(ddt);
         void *tmp;
-        BRT_TRY(brt_cuda_scratch(be, piece, &tmp, err));
-        for (size_t done = 0; done < (size_t)elems;) {
+        st = brt_cuda_scratch(be, piece, &tmp, err);
+        for (size_t done = 0; st == BRT_OK && done < (size_t)elems;) {
             size_t n = (size_t)elems - done < piece / es ? (size_t)elems - done : piece / es;
-            CU_TRY(cudaMemcpyAsync(tmp, (const char *)w->data + done * es, n * es, cudaMemcpyHostToDevice, ci->stream));
+            if ((e = cudaMemcpyAsync(tmp, (const char *)w->data + done * es, n * es, cudaMemcpyHostToDevice,
+                                     ci->stream)) != cudaSuccess) {
+                st = brt_cuda_fail(err, ci->dev, cudaGetErrorString(e), "cudaMemcpyAsync (weight)", __FILE__, __LINE__);
+                break;
+            }
             k_convert<<<(unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096), 256, 0, ci->stream>>>(
                 tmp, w->dtype, (char *)dev + done * eo, ddt, (int64_t)n);
-            LAUNCH_TRY("convert");
-            CU_TRY(cudaStreamSynchronize(ci->stream)); /* tmp is reused by the next piece */
+            if ((e = cudaGetLastError()) != cudaSuccess) {
+                st = brt_cuda_fail(err, ci->dev, cudaGetErrorString(e), "launch of convert", __FILE__, __LINE__);
+                break;
+            }
+            st = brt_cuda_wait(be, err); /* tmp is reused by the next piece */
             done += n;
         }
     }
+    if (st != BRT_OK) {
+        cudaFree(dev);
+        return st;
+    }
+    ci->w[ci->n_w++] = (cuda_weight){w->data, w->dtype, elems, dev, ddt};
+    be->held += (int64_t)dbytes;
     w->dev = dev;
     w->dev_dtype = ddt;
     return BRT_OK;
@@ -347,10 +369,13 @@ static brt_status cu_copy_rows(brt_backend *be, const brt_run *dst, int32_t n_ds
                 d[i].src = d2[i].dst;
                 d[i].sdt = BRT_DT_F32;
             }
-            st = brt_cuda_upload(be, d2, (size_t)n * sizeof *d2, &dd2, err);
+            const void *tabs[2] = {d2, d};
+            const size_t sizes[2] = {(size_t)n * sizeof *d2, (size_t)n * sizeof *d};
+            void *devs[2];
+            st = brt_cuda_uploads(be, 2, tabs, sizes, devs, err);
+            dd2 = devs[0];
+            dd = devs[1];
         }
-        if (st == BRT_OK)
-            st = brt_cuda_upload(be, d, (size_t)n * sizeof *d, &dd, err);
         if (st == BRT_OK) {
             k_copy_rows<<<(unsigned)n, 128, 0, ci->stream>>>((const row_desc *)dd2, cols, NULL, 0, 1.0f, 0);
             k_copy_rows<<<(unsigned)n, 128, 0, ci->stream>>>((const row_desc *)dd, cols, inv, hd, pdiv, rope != NULL);

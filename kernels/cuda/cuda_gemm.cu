@@ -56,7 +56,12 @@ static brt_status make_plan(brt_backend *be, cuda_gemm_plan *p, const cublasLtMa
     cublasLtMatmulPreference_t pref;
     LT_TRY(brt_lt.p_cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = ci->lt_ws_size;
-    brt_lt.p_cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    uint32_t al = p->align;
+    LT_TRY(brt_lt.p_cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    LT_TRY(brt_lt.p_cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al, sizeof al));
+    LT_TRY(brt_lt.p_cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof al));
+    LT_TRY(brt_lt.p_cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof al));
+    LT_TRY(brt_lt.p_cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof al));
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
     cublasStatus_t s = brt_lt.p_cublasLtMatmulAlgoGetHeuristic(ci->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &found);
@@ -70,12 +75,12 @@ static brt_status make_plan(brt_backend *be, cuda_gemm_plan *p, const cublasLtMa
 }
 
 static brt_status find_plan(brt_backend *be, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldc, brt_dtype wdt,
-                            cuda_gemm_plan **out, brt_err *err)
+                            uint32_t align, cuda_gemm_plan **out, brt_err *err)
 {
     cuda_impl *ci = cuda_of(be);
     for (int i = 0; i < ci->n_plans; i++) {
         cuda_gemm_plan *p = &ci->plans[i];
-        if (p->m == m && p->n == n && p->k == k && p->lda == lda && p->ldc == ldc && p->wdt == wdt) {
+        if (p->m == m && p->n == n && p->k == k && p->lda == lda && p->ldc == ldc && p->wdt == wdt && p->align == align) {
             *out = p;
             return BRT_OK;
         }
@@ -86,7 +91,7 @@ static brt_status find_plan(brt_backend *be, int64_t m, int64_t n, int64_t k, in
     cublasLtMatmulAlgo_t fixed;
     if (ci->fixed_algo && m != FIXED_M) {
         cuda_gemm_plan *ref;
-        BRT_TRY(find_plan(be, FIXED_M, n, k, k, n, wdt, &ref, err));
+        BRT_TRY(find_plan(be, FIXED_M, n, k, k, n, wdt, 256, &ref, err));
         fixed = ref->algo; /* the plan table may move when it grows */
         algo = &fixed;
     }
@@ -106,6 +111,7 @@ static brt_status find_plan(brt_backend *be, int64_t m, int64_t n, int64_t k, in
     p->lda = lda;
     p->ldc = ldc;
     p->wdt = wdt;
+    p->align = align;
     brt_status st = make_plan(be, p, algo, err);
     if (st != BRT_OK) {
         if (p->op)
@@ -171,8 +177,11 @@ brt_status brt_cuda_gemm(brt_backend *be, brt_mat a, int64_t m, const brt_weight
         A = packed;
         lda = k;
     }
+    /* the largest power of two up to 256 dividing every address the GEMM reads or writes */
+    uint64_t bits = (uint64_t)A | (uint64_t)w->dev | (uint64_t)dptr(c) | 256;
+    const uint32_t align = (uint32_t)(bits & (~bits + 1));
     cuda_gemm_plan *p;
-    BRT_TRY(find_plan(be, m, n, k, lda, c.ld, wdt, &p, err));
+    BRT_TRY(find_plan(be, m, n, k, lda, c.ld, wdt, align, &p, err));
     const float alpha = 1.0f, beta = 0.0f;
     LT_TRY(brt_lt.p_cublasLtMatmul(ci->lt, p->op, &alpha, w->dev, p->la, A, p->lb, &beta, dptr(c), p->lc, dptr(c), p->lc,
                           p->has_algo ? &p->algo : NULL, ci->lt_ws, ci->lt_ws_size, ci->stream));

@@ -28,6 +28,7 @@ typedef struct cuda_weight {
 /* A cuBLASLt plan for one GEMM shape, chosen once. */
 typedef struct cuda_gemm_plan {
     int64_t m, n, k, lda, ldc;
+    uint32_t align;            /* the alignment of A, W and C (bytes, up to 256): cuBLASLt must know it */
     brt_dtype wdt;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
@@ -84,11 +85,20 @@ brt_status brt_cuda_fail(brt_err *err, int dev, const char *what, const char *ca
             return brt_cuda_fail(err, cuda_of(be)->dev, brt_lt.p_cublasLtGetStatusString(lt_e_), #call, __FILE__, __LINE__); \
     } while (0)
 /* after a kernel launch */
-#define LAUNCH_TRY(what) CU_TRY(cudaGetLastError())
+#define LAUNCH_TRY(what)                                                                                 \
+    do {                                                                                                 \
+        cudaError_t cu_e_ = cudaGetLastError();                                                          \
+        if (cu_e_ != cudaSuccess)                                                                        \
+            return brt_cuda_fail(err, cuda_of(be)->dev, cudaGetErrorString(cu_e_), "launch of " what, __FILE__, __LINE__); \
+    } while (0)
 
 /* Copy n host bytes to the device through the arena (asynchronous, stream-ordered); *out is the
- * device address, valid for the ops queued after it until the next synchronisation. */
+ * device address, valid for the ops queued after it until the next synchronisation. An op that
+ * uploads several tables uploads them in one call (brt_cuda_uploads): a second call may wait for
+ * the stream and reuse the arena from its start. */
 brt_status brt_cuda_upload(brt_backend *be, const void *host, size_t n, void **out, brt_err *err);
+brt_status brt_cuda_uploads(brt_backend *be, int count, const void *const *host, const size_t *n, void **out,
+                            brt_err *err);
 /* Device scratch of at least n bytes (the stream is synchronised first when it must grow). */
 brt_status brt_cuda_scratch(brt_backend *be, size_t n, void **out, brt_err *err);
 

@@ -140,13 +140,15 @@ __device__ int first_passing(const float *p, int n_elems, double target, int str
     if (c0 < c1 && (strict ? before + mine > target : before + mine >= target) &&
         !(strict ? before > target : before >= target)) {
         double acc = before;
+        int at = c1 - 1; /* the chunk's total passed: its walk must too (rounding aside) */
         for (int i = c0; i < c1; i++) {
             acc += p[i];
             if (strict ? acc > target : acc >= target) {
-                atomicMin(&found, i);
+                at = i;
                 break;
             }
         }
+        atomicMin(&found, at);
     }
     __syncthreads();
     return found;
@@ -234,13 +236,15 @@ __global__ void __launch_bounds__(THREADS) k_rows(const float *logits, int64_t l
             __syncthreads();
             if (c0 < c1 && before + mine > target && !(before > target)) {
                 double acc = before;
+                int at = c1 - 1;
                 for (int i = c0; i < c1; i++) {
                     acc += (float)(isfinite(x[i]) ? exp(((double)x[i] - m) / r.temperature) : 0.0);
                     if (acc > target) {
-                        atomicMin(&found, i);
+                        at = i;
                         break;
                     }
                 }
+                atomicMin(&found, at);
             }
             __syncthreads();
             tok = found;
@@ -276,6 +280,8 @@ __global__ void __launch_bounds__(THREADS) k_nucleus(const float *logits, int64_
     const int row = rows[blockIdx.x];
     const dev_req r = req[row];
     dev_out *o = &out[row];
+    if (o->sampled != -2) /* k_rows drew already (greedy fallback: no finite logit, sum 0) */
+        return;
     const float *p = sorted_p + (int64_t)r.sort_row * vocab;
     const int *ix = sorted_i + (int64_t)r.sort_row * vocab;
     const double sum = o->sum;
@@ -318,52 +324,71 @@ static brt_status cu_logit_rows(brt_backend *be, brt_mat logits, int64_t n, int3
     }
     for (int64_t i = 0; i < n; i++) {
         const brt_logit_req *q = &req[i];
-        const int sort = q->sample && q->temperature > 0.0f && q->top_p < 1.0f;
-        dr[i] = (dev_req){q->target, q->top_k, q->sample, sort, q->temperature, q->top_p, q->seed, q->draw,
-                          sort ? n_sort : 0, 0};
+        /* the CPU's nucleus is empty for top_p <= 0 (or NaN): it takes the best token */
+        const float temp = q->top_p > 0.0f ? q->temperature : 0.0f;
+        const int sort = q->sample && temp > 0.0f && q->top_p < 1.0f;
+        dr[i] = (dev_req){q->target, q->top_k, q->sample, sort, temp, q->top_p, q->seed, q->draw, sort ? n_sort : 0, 0};
         if (sort)
             sort_rows[n_sort++] = (int)i;
     }
+    if ((int64_t)n_sort * vocab > INT32_MAX) {
+        st = brt_errf(err, BRT_ERR_UNSUPPORTED, "logit_rows: %d nucleus rows of %d tokens at once (at most %d values)",
+                      n_sort, vocab, INT32_MAX);
+        goto out;
+    }
     {
+#define STEP(call)                                                                                       \
+    do {                                                                                                 \
+        cudaError_t e_ = (call);                                                                         \
+        if (e_ == cudaSuccess)                                                                           \
+            e_ = cudaGetLastError();                                                                     \
+        if (e_ != cudaSuccess) {                                                                         \
+            st = brt_cuda_fail(err, ci->dev, cudaGetErrorString(e_), #call, __FILE__, __LINE__);         \
+            goto out;                                                                                    \
+        }                                                                                                \
+    } while (0)
         /* scratch: results [n] | probabilities, sorted, indices in and out [n_sort, vocab] | offsets | CUB */
-        const size_t rv = (size_t)n_sort * (size_t)vocab;
+        const int rv = n_sort * vocab;
         size_t cub_bytes = 0;
         if (n_sort)
-            cub::DeviceSegmentedRadixSort::SortPairsDescending(NULL, cub_bytes, (const float *)NULL, (float *)NULL,
-                                                               (const int *)NULL, (int *)NULL, (int64_t)rv, n_sort,
-                                                               (const int *)NULL, (const int *)NULL, 0, 32, ci->stream);
-        const size_t o_res = 0, o_p = (n * sizeof(dev_out) + 255) / 256 * 256, o_ps = o_p + (rv * 4 + 255) / 256 * 256,
-                     o_i = o_ps + (rv * 4 + 255) / 256 * 256, o_is = o_i + (rv * 4 + 255) / 256 * 256,
-                     o_b = o_is + (rv * 4 + 255) / 256 * 256, o_e = o_b + ((size_t)n_sort * 4 + 255) / 256 * 256,
+            STEP(cub::DeviceSegmentedRadixSort::SortPairsDescending(NULL, cub_bytes, (const float *)NULL, (float *)NULL,
+                                                                    (const int *)NULL, (int *)NULL, rv, n_sort,
+                                                                    (const int *)NULL, (const int *)NULL, 0, 32,
+                                                                    ci->stream));
+        const size_t o_res = 0, o_p = (n * sizeof(dev_out) + 255) / 256 * 256,
+                     o_ps = o_p + ((size_t)rv * 4 + 255) / 256 * 256, o_i = o_ps + ((size_t)rv * 4 + 255) / 256 * 256,
+                     o_is = o_i + ((size_t)rv * 4 + 255) / 256 * 256, o_b = o_is + ((size_t)rv * 4 + 255) / 256 * 256,
+                     o_e = o_b + ((size_t)n_sort * 4 + 255) / 256 * 256,
                      o_c = o_e + ((size_t)n_sort * 4 + 255) / 256 * 256, total = o_c + cub_bytes + 256;
         char *sc;
-        void *dreq, *drows = NULL;
+        void *devs[2] = {NULL, NULL};
+        const void *tabs[2] = {dr, sort_rows};
+        const size_t sizes[2] = {(size_t)n * sizeof *dr, (size_t)(n_sort ? n_sort : 1) * sizeof *sort_rows};
         if ((st = brt_cuda_scratch(be, total, (void **)&sc, err)) != BRT_OK ||
-            (st = brt_cuda_upload(be, dr, (size_t)n * sizeof *dr, &dreq, err)) != BRT_OK)
+            (st = brt_cuda_uploads(be, 2, tabs, sizes, devs, err)) != BRT_OK)
             goto out;
-        if (n_sort && (st = brt_cuda_upload(be, sort_rows, (size_t)n_sort * sizeof *sort_rows, &drows, err)) != BRT_OK)
-            goto out;
+        void *dreq = devs[0], *drows = devs[1];
         dev_out *dout = (dev_out *)(sc + o_res);
         k_rows<<<(unsigned)n, THREADS, 0, ci->stream>>>((const float *)dptr(logits), logits.ld, vocab,
                                                        (const dev_req *)dreq, dout, (float *)(sc + o_p));
-        LAUNCH_TRY("logit rows");
+        STEP(cudaSuccess);
         if (n_sort) {
             k_iota<<<1024, 256, 0, ci->stream>>>((int *)(sc + o_i), vocab, (int64_t)rv);
             k_offsets<<<1, 256, 0, ci->stream>>>((int *)(sc + o_b), (int *)(sc + o_e), vocab, n_sort);
-            LAUNCH_TRY("sort set-up");
+            STEP(cudaSuccess);
             size_t tb = cub_bytes;
-            CU_TRY(cub::DeviceSegmentedRadixSort::SortPairsDescending(
+            STEP(cub::DeviceSegmentedRadixSort::SortPairsDescending(
                 sc + o_c, tb, (const float *)(sc + o_p), (float *)(sc + o_ps), (const int *)(sc + o_i),
-                (int *)(sc + o_is), (int64_t)rv, n_sort, (const int *)(sc + o_b), (const int *)(sc + o_e), 0, 32,
-                ci->stream));
+                (int *)(sc + o_is), rv, n_sort, (const int *)(sc + o_b), (const int *)(sc + o_e), 0, 32, ci->stream));
             k_nucleus<<<(unsigned)n_sort, THREADS, 0, ci->stream>>>((const float *)dptr(logits), logits.ld, vocab,
                                                                    (const dev_req *)dreq, dout, (const int *)drows,
                                                                    (const float *)(sc + o_ps), (const int *)(sc + o_is));
-            LAUNCH_TRY("nucleus");
+            STEP(cudaSuccess);
         }
-        CU_TRY(cudaMemcpyAsync(ho, dout, (size_t)n * sizeof *ho, cudaMemcpyDeviceToHost, ci->stream));
+        STEP(cudaMemcpyAsync(ho, dout, (size_t)n * sizeof *ho, cudaMemcpyDeviceToHost, ci->stream));
         if ((st = brt_cuda_wait(be, err)) != BRT_OK)
             goto out;
+#undef STEP
     }
     for (int64_t i = 0; i < n; i++) {
         out[i].sampled = ho[i].sampled;

@@ -28,6 +28,8 @@ typedef struct cli_common {
     char *preset_model;
     char *model_config;       /* preset: config.json to plan with when the model folder is absent */
     char *preset_device, *preset_precision; /* preset resources.device / precision */
+    double gpu_mem_gb;        /* plan: memory of one GPU (preset resources.gpu_mem_gb) */
+    double gpu_tflops;        /* plan: sustained TFLOP/s of the engine on one GPU (resources.gpu_tflops) */
     int quiet;
     brt_transport *tr;        /* MPI when launched by mpirun/srun, else NULL */
 } cli_common;

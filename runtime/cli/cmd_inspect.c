@@ -81,7 +81,17 @@ int cmd_inspect(int argc, char **argv)
             by_dt[m.files.files[f]->tensors[i].dtype] += m.files.files[f]->tensors[i].numel;
     int32_t bb = brt_node_block_bytes(cfg);
     brt_state_need need = {0};
-    int64_t state_bytes = 0;
+    int64_t state_bytes = 0, gpu_state = 0, gpu_weights = 0;
+    /* on GPUs (--device cuda): matrices in bf16 (f32 with --precision f32), vectors f32, state alike */
+    const int gpu = c.node.device && !strcmp(c.node.device, "cuda"), f32 = c.node.precision && !strcmp(c.node.precision, "f32");
+    const brt_dtype gpu_state_dt = f32 ? BRT_DT_F32 : BRT_DT_BF16;
+    if (gpu)
+        for (size_t f = 0; f < m.files.n_files; f++)
+            for (size_t i = 0; i < m.files.files[f]->n; i++) {
+                const brt_st_tensor *t = &m.files.files[f]->tensors[i];
+                const int vec = t->ndim == 1 || (t->ndim == 2 && t->shape[0] == 1);
+                gpu_weights += t->numel * (vec || f32 ? 4 : 2);
+            }
     if (doc > 0) {
         if (brt_plan_state_need(cfg, doc, max_new, 512, &need, &err) != BRT_OK) {
             rc = cli_fail("inspect", &err);
@@ -89,6 +99,7 @@ int cmd_inspect(int argc, char **argv)
             goto out;
         }
         state_bytes = brt_plan_job_bytes(cfg, &need, 0, cfg->n_layers, bb, BRT_DT_F32);
+        gpu_state = brt_plan_job_bytes(cfg, &need, 0, cfg->n_layers, bb, gpu_state_dt);
     }
     const int64_t kv_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 4; /* f32 K+V, every layer */
     if (as_json) {
@@ -111,7 +122,11 @@ int cmd_inspect(int argc, char **argv)
             json_object_set_new(o, "state_slots_memory", json_integer(need.mem));
             json_object_set_new(o, "state_slots_window", json_integer(need.raw));
             json_object_set_new(o, "steps", json_integer(need.steps));
+            if (gpu)
+                json_object_set_new(o, "gpu_state_bytes", json_integer(gpu_state));
         }
+        if (gpu)
+            json_object_set_new(o, "gpu_weight_bytes", json_integer(gpu_weights));
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         puts(s);
         free(s);
@@ -153,6 +168,12 @@ int cmd_inspect(int argc, char **argv)
                    "layer; %lld steps); full attention would hold %s\n",
                    doc, max_new, b1, brt_policy_name(cfg->policy), (long long)need.mem, (long long)need.raw,
                    (long long)need.steps, b2);
+        }
+        if (gpu) {
+            human((double)gpu_weights, b1, sizeof b1);
+            human((double)gpu_state, b2, sizeof b2);
+            printf("on GPUs        weights %s (%s matrices, f32 vectors)%s%s state %s per job\n", b1, f32 ? "f32" : "bf16",
+                   doc > 0 ? "; " : "", doc > 0 ? b2 : "", doc > 0 ? brt_dtype_name(gpu_state_dt) : "");
         }
     }
     brt_model_close(&m);

@@ -9,17 +9,25 @@
 #include "cli.h"
 #include "dist/grid.h"
 #include "engine/policy.h"
+#include "engine/stage.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
 
 static const char *const k_help =
     "usage: beaconrt plan (--config configs/X.json | --model DIR) [--ranks N] [--doc-tokens L] [--max-tokens N]\n"
     "                     [--pp P] [--dp D] [--kv-budget-mb M] [--weight-dtype bf16|f16|f32] [--json]\n"
+    "                     [--device cuda [--precision bf16|f32] [--gpu-mem-gb G] [--gpu-tflops T]]\n"
     "\n"
     "Prints, per pipeline stage, the layers it holds, its weight memory, the long-context state one job of\n"
     "L document tokens (+ N generated) needs there, and how many such jobs fit in the KV budget. The\n"
     "budget per stage comes from --kv-budget-mb (or the preset's resources.kv_budget_mb), else from this\n"
     "machine's memory as beaconrt would choose it.\n"
+    "\n"
+    "With --device cuda (or the preset's resources.device) each stage is one GPU of G GiB (--gpu-mem-gb,\n"
+    "resources.gpu_mem_gb, default 80): weights in their GPU dtype (bf16, or f32 with --precision f32),\n"
+    "activation buffers, the KV budget the runtime would choose there, state in bf16 (f32), jobs per GPU.\n"
+    "With a measured rate T (--gpu-tflops or resources.gpu_tflops: the TFLOP/s column of bench_gpu for\n"
+    "that card) it estimates the time per document: its GEMM FLOPs over the pipeline's GPUs.\n"
     "\n" CLI_MODEL_HELP;
 
 static double mib(int64_t b) { return b / 1048576.0; }
@@ -27,6 +35,8 @@ static double mib(int64_t b) { return b / 1048576.0; }
 int cmd_plan(int argc, char **argv)
 {
     static struct option opts[] = {{"ranks", required_argument, 0, 'r'},
+                                   {"gpu-mem-gb", required_argument, 0, 'G'},
+                                   {"gpu-tflops", required_argument, 0, 'T'},
                                    {"doc-tokens", required_argument, 0, 'L'},
                                    {"max-tokens", required_argument, 0, 'n'},
                                    {"weight-dtype", required_argument, 0, 'w'},
@@ -58,6 +68,17 @@ int cmd_plan(int argc, char **argv)
             break;
         }
         case 'w': wdt = optarg; break;
+        case 'G':
+        case 'T': {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (*end || !(v > 0)) {
+                rc = cli_bad_option("plan", opts, li, opt);
+                goto out;
+            }
+            *(opt == 'G' ? &c.gpu_mem_gb : &c.gpu_tflops) = v;
+            break;
+        }
         case 'j': as_json = 1; break;
         case 'h': fputs(k_help, stdout); rc = 0; goto out;
         default:
@@ -116,9 +137,17 @@ int cmd_plan(int argc, char **argv)
                         (p & BRT_BEACON_PARAM_MLP ? 2 * d * cfg.intermediate : 0);
     }
     const int32_t bb = brt_node_block_bytes(&cfg);
+    /* on GPUs: weights in their device dtype (vectors f32), activation buffers, state dtype */
+    const int gpu = c.node.device && !strcmp(c.node.device, "cuda");
+    const int f32 = c.node.precision && !strcmp(c.node.precision, "f32");
+    const int dev_es = f32 ? 4 : 2;
+    const brt_dtype state_dt = gpu && !f32 ? BRT_DT_BF16 : BRT_DT_F32;
+    const int64_t gpu_mem = (int64_t)((c.gpu_mem_gb > 0 ? c.gpu_mem_gb : 80) * 1073741824.0);
+    const brt_policy_ops *pol = brt_policy_ops_for(cfg.policy);
+    const int32_t chunk = c.node.prefill_chunk > 0 ? c.node.prefill_chunk : 512, step_rows = pol->max_step_rows(&cfg, chunk);
+    const int32_t max_rows = c.node.max_rows > 0 ? c.node.max_rows : (step_rows > 2048 ? step_rows : 2048);
     brt_state_need need = {0};
-    if (doc > 0 && brt_plan_state_need(&cfg, doc, max_new, c.node.prefill_chunk > 0 ? c.node.prefill_chunk : 512, &need,
-                                       &err) != BRT_OK) {
+    if (doc > 0 && brt_plan_state_need(&cfg, doc, max_new, chunk, &need, &err) != BRT_OK) {
         rc = cli_fail("plan", &err);
         goto close;
     }
@@ -131,8 +160,11 @@ int cmd_plan(int argc, char **argv)
             printf("one job: %lld document + %lld generated tokens: memory %lld slots, window %lld slots per layer, "
                    "%lld steps\n",
                    doc, max_new, (long long)need.mem, (long long)need.raw, (long long)need.steps);
-        printf("%-6s %-9s %12s %14s %14s %10s\n", "stage", "layers", "weights MiB", "KV budget MiB", "job state MiB",
-               "jobs fit");
+        if (gpu)
+            printf("one GPU per stage: %.0f GiB, weights %s, state %s, %d rows per micro-batch\n", gpu_mem / 1073741824.0,
+                   f32 ? "f32" : "bf16 (vectors f32)", brt_dtype_name(state_dt), max_rows);
+        printf("%-6s %-9s %12s %s%14s %14s %10s\n", "stage", "layers", gpu ? "GPU weights" : "weights MiB",
+               gpu ? "   acts MiB " : "", "KV budget MiB", "job state MiB", gpu ? "jobs/GPU" : "jobs fit");
     }
     for (int32_t s = 0; s < g.pp; s++) {
         const int32_t a = g.layers[s], b = g.layers[s + 1];
@@ -142,10 +174,23 @@ int cmd_plan(int argc, char **argv)
         int64_t ve = (int64_t)cfg.vocab_size * cfg.hidden * (have_files ? 4 : esize);
         if (s == 0)
             wbytes += ve;
-        if (s == g.pp - 1 && !cfg.tie_embeddings)
+        if (s == g.pp - 1 && (!cfg.tie_embeddings || s > 0)) /* lm_head, or the tied table bound again */
             wbytes += ve;
-        int64_t budget = c.node.kv_budget > 0 ? c.node.kv_budget : brt_node_default_kv_budget(ranks, wbytes);
-        int64_t job = doc > 0 ? brt_plan_job_bytes(&cfg, &need, a, b, bb, BRT_DT_F32) : 0;
+        int64_t acts = 0, budget;
+        if (gpu) {
+            const double vec = 2.0 * cfg.hidden; /* the two norm vectors of a layer */
+            wbytes = (int64_t)((layer_params - vec) * dev_es + vec * 4) * (b - a);
+            const int64_t vd = (int64_t)cfg.vocab_size * cfg.hidden * dev_es;
+            wbytes += (s == 0 ? vd : 0) + (s == g.pp - 1 && (!cfg.tie_embeddings || s > 0) ? vd : 0) +
+                      (s == g.pp - 1 ? (int64_t)cfg.hidden * 4 : 0);
+            acts = brt_stage_activation_bytes(&cfg, max_rows, s == g.pp - 1);
+            budget = c.node.kv_budget > 0 ? c.node.kv_budget
+                                          : brt_node_gpu_kv_budget(gpu_mem, 1, wbytes + acts + ((int64_t)64 << 20));
+        } else
+            budget = c.node.kv_budget > 0 ? c.node.kv_budget : brt_node_default_kv_budget(ranks, wbytes);
+        if (budget < 0)
+            budget = 0;
+        int64_t job = doc > 0 ? brt_plan_job_bytes(&cfg, &need, a, b, bb, state_dt) : 0;
         int64_t fit = job > 0 ? budget / job : -1;
         if (fit >= 0 && (fit_min < 0 || fit < fit_min))
             fit_min = fit;
@@ -155,6 +200,8 @@ int cmd_plan(int argc, char **argv)
             json_object_set_new(o, "layer_begin", json_integer(a));
             json_object_set_new(o, "layer_end", json_integer(b));
             json_object_set_new(o, "weight_bytes", json_integer(wbytes));
+            if (gpu)
+                json_object_set_new(o, "activation_bytes", json_integer(acts));
             json_object_set_new(o, "kv_budget_bytes", json_integer(budget));
             json_object_set_new(o, "job_state_bytes", json_integer(job));
             json_object_set_new(o, "jobs_fit", json_integer(fit));
@@ -164,12 +211,28 @@ int cmd_plan(int argc, char **argv)
             snprintf(lay, sizeof lay, "%d-%d", a, b - 1);
             if (fit >= 0)
                 snprintf(fits, sizeof fits, "%lld", (long long)fit);
-            printf("%-6d %-9s %12.1f %14.1f %14.3f %10s\n", s, lay, mib(wbytes), mib(budget), mib(job), fits);
+            if (gpu)
+                printf("%-6d %-9s %12.1f %11.1f %14.1f %14.3f %10s\n", s, lay, mib(wbytes), mib(acts), mib(budget),
+                       mib(job), fits);
+            else
+                printf("%-6d %-9s %12.1f %14.1f %14.3f %10s\n", s, lay, mib(wbytes), mib(budget), mib(job), fits);
         }
+    }
+    /* time per document from a measured per-GPU rate: the GEMM FLOPs of every row the policy runs
+     * (document tokens, beacon slots) over the pipeline's GPUs, which one document's windows keep
+     * busy together (the wavefront) */
+    double doc_s = -1;
+    if (gpu && doc > 0 && c.gpu_tflops > 0) {
+        const double lin = layer_params - 2.0 * cfg.hidden; /* per layer, per row: 2 x linear params FLOPs */
+        const double flops = 2.0 * lin * cfg.n_layers * (double)need.rows + 2.0 * cfg.hidden * cfg.vocab_size;
+        doc_s = flops / (c.gpu_tflops * 1e12 * g.pp);
     }
     if (as_json) {
         json_t *o = json_object();
         json_object_set_new(o, "model", json_string(c.model));
+        json_object_set_new(o, "device", json_string(gpu ? "cuda" : "cpu"));
+        if (doc_s >= 0)
+            json_object_set_new(o, "seconds_per_document", json_real(doc_s));
         json_object_set_new(o, "policy", json_string(brt_policy_name(cfg.policy)));
         json_object_set_new(o, "ranks", json_integer(ranks));
         json_object_set_new(o, "pp", json_integer(g.pp));
@@ -187,6 +250,13 @@ int cmd_plan(int argc, char **argv)
         if (fit_min >= 0)
             printf("jobs of %lld tokens held at once: %lld per pipeline, %lld in all\n", doc, (long long)fit_min,
                    (long long)fit_min * g.dp);
+        if (doc_s >= 0)
+            printf("estimate at %.0f TFLOP/s per GPU: %.1f s per document on one pipeline (%lld rows of GEMMs), %.0f "
+                   "documents per hour over the %d pipelines\n",
+                   c.gpu_tflops, doc_s, (long long)need.rows, 3600.0 * g.dp / doc_s, g.dp);
+        else if (gpu && doc > 0)
+            printf("no time estimate: give the engine's measured rate on this card (--gpu-tflops, the TFLOP/s column of "
+                   "bench_gpu; docs/performance.md)\n");
     }
     rc = 0;
 close:

@@ -243,6 +243,8 @@ static int apply_preset(cli_common *c, const char *cmd)
         {"resources", "prefill_chunk", 0, &c->node.prefill_chunk},
         {"resources", "max_jobs", 0, &c->node.max_jobs},
         {"resources", "timeout", 1, &c->node.timeout},
+        {"resources", "gpu_mem_gb", 1, &c->gpu_mem_gb},
+        {"resources", "gpu_tflops", 1, &c->gpu_tflops},
         {"resources", "device", 2, &c->node.device},
         {"resources", "precision", 2, &c->node.precision},
     };

@@ -135,10 +135,13 @@ int64_t brt_node_default_kv_budget(int32_t local_ranks, int64_t weight_bytes)
     return b < ((int64_t)256 << 20) ? ((int64_t)256 << 20) : b;
 }
 
-/* A GPU's default KV budget: its share of the GPU's memory (ranks of this node on the same GPU
- * share it) less what this rank holds there already (weights, activations, workspaces) and room
- * for the CUDA context and the scratch that grows with the work. */
 #define GPU_RESERVE ((int64_t)2 << 30)
+int64_t brt_node_gpu_kv_budget(int64_t total, int32_t ranks_on_gpu, int64_t held)
+{
+    return (int64_t)(total * 0.92) / (ranks_on_gpu > 0 ? ranks_on_gpu : 1) - held - GPU_RESERVE;
+}
+
+/* This rank's KV budget on its GPU, once its weights and buffers are there. */
 static brt_status gpu_kv_budget(brt_node *n, int gpus, brt_err *err)
 {
     int64_t fr, tot;
@@ -147,7 +150,7 @@ static brt_status gpu_kv_budget(brt_node *n, int gpus, brt_err *err)
     int32_t share = 0;
     for (int32_t r = 0; r < ls; r++)
         share += r % gpus == lr % gpus;
-    const int64_t budget = (int64_t)(tot * 0.92) / (share > 0 ? share : 1) - n->be->held - GPU_RESERVE;
+    const int64_t budget = brt_node_gpu_kv_budget(tot, share, n->be->held);
     if (budget < ((int64_t)256 << 20))
         return brt_errf(err, BRT_ERR_CAPACITY,
                         "rank %d on %s: %.0f MiB of the GPU's %.0f MiB (shared by %d ranks) is left for long-context "

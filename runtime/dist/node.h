@@ -74,6 +74,9 @@ brt_status brt_node_startup(brt_node *n, int32_t gpu, brt_err *err);
 
 /* Defaults shared with `beaconrt plan`. */
 int64_t brt_node_default_kv_budget(int32_t local_ranks, int64_t weight_bytes);
+/* A GPU's: its share of the card's memory (ranks_on_gpu share it) less what the rank holds there
+ * (weights, activations, workspaces) and a reserve for the CUDA context and growing scratch. */
+int64_t brt_node_gpu_kv_budget(int64_t gpu_total_bytes, int32_t ranks_on_gpu, int64_t held_bytes);
 int32_t brt_node_block_bytes(const brt_model_config *cfg);
 
 #endif

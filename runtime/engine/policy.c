@@ -150,6 +150,7 @@ brt_status brt_plan_state_need(const brt_model_config *cfg, int64_t prompt_len, 
             continue;
         }
         out->steps++;
+        out->rows += s.n_rows;
         /* memory only grows (its last size is its peak); the open window / local cache holds, at
          * most, its slots before a step plus the step's rows that enter it */
         /* beacon rows never enter the window, except v2's interleaved slots */

@@ -85,6 +85,7 @@ brt_status brt_step_alloc_rows(brt_step *st, int32_t n, brt_err *err);
 typedef struct brt_state_need {
     int64_t sink, mem, raw;
     int64_t steps;
+    int64_t rows;           /* rows of all steps (tokens + beacon slots): what the GEMMs process */
 } brt_state_need;
 brt_status brt_plan_state_need(const brt_model_config *cfg, int64_t prompt_len, int64_t max_new, int32_t chunk,
                                brt_state_need *out, brt_err *err);

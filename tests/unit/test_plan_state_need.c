@@ -120,8 +120,8 @@ static void test_full_grows_linearly(void **s)
         assert_int_equal(n2.raw, 2 * L);
     }
     const int32_t bb = 4096;
-    int64_t b1 = brt_plan_job_bytes(&cfg, &(brt_state_need){0, 0, 10000, 0}, 0, cfg.n_layers, bb, BRT_DT_F32);
-    int64_t b10 = brt_plan_job_bytes(&cfg, &(brt_state_need){0, 0, 100000, 0}, 0, cfg.n_layers, bb, BRT_DT_F32);
+    int64_t b1 = brt_plan_job_bytes(&cfg, &(brt_state_need){0, 0, 10000, 0, 0}, 0, cfg.n_layers, bb, BRT_DT_F32);
+    int64_t b10 = brt_plan_job_bytes(&cfg, &(brt_state_need){0, 0, 100000, 0, 0}, 0, cfg.n_layers, bb, BRT_DT_F32);
     assert_true(b10 >= 10 * b1 - 10 * cfg.n_layers * 2 * bb && b10 <= 10 * b1);
 }
 
