@@ -893,7 +893,8 @@ static enum line_kind classify(const char *s, size_t n, char **id, char *why, si
     if (has_nl && is_blank(s, n))
         return LINE_BLANK;
     json_error_t je;
-    json_t *root = json_loadb(s, n, JSON_DECODE_ANY, &je);
+    /* a completion's text may hold a NUL byte (a <0x00> token), written as \u0000 */
+    json_t *root = json_loadb(s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     enum line_kind k = LINE_TORN;
     if (!root)
         snprintf(why, why_cap, "invalid JSON at column %d: %s", je.column, je.text);

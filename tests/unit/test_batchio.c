@@ -710,6 +710,36 @@ static void journal_fresh_append_reopen(void **state)
     free(path);
 }
 
+/* A completion holding a NUL byte (a <0x00> byte-fallback token) is written as \u0000; the rerun
+ * must read that line back as done, not refuse the whole output as corrupt. */
+static void journal_reads_back_text_with_nul_byte(void **state)
+{
+    (void)state;
+    char *path = tmp_path();
+    unlink(path);
+    brt_journal *j = open_ok(path);
+    const char text[] = {'a', '\0', 'b'};
+    brt_completion c = {.text = text, .text_len = 3, .finish_reason = "length", .prompt_tokens = 1,
+                        .completion_tokens = 3};
+    char *line;
+    brt_err e;
+    assert_int_equal(brt_batch_format_success("nul", "m", 1, &c, &line, &e), BRT_OK);
+    assert_non_null(strstr(line, "\\u0000"));
+    assert_int_equal(brt_journal_append(j, "nul", line, &e), BRT_OK);
+    free(line);
+    append_ok(j, "after", 0);
+    brt_journal_close(j);
+    brt_err_clear(&e);
+    assert_int_equal(brt_journal_open(path, &j, &e), BRT_OK);
+    assert_int_equal(brt_journal_n_done(j), 2);
+    assert_true(brt_journal_is_done(j, "nul"));
+    assert_true(brt_journal_is_done(j, "after"));
+    assert_int_equal(brt_journal_truncated_bytes(j), 0);
+    brt_journal_close(j);
+    unlink(path);
+    free(path);
+}
+
 static void journal_refuses_duplicate_and_malformed_appends(void **state)
 {
     (void)state;
@@ -917,6 +947,7 @@ int main(void)
         cmocka_unit_test(format_error_is_exact),
         cmocka_unit_test(journal_fresh_append_reopen),
         cmocka_unit_test(journal_refuses_duplicate_and_malformed_appends),
+        cmocka_unit_test(journal_reads_back_text_with_nul_byte),
         cmocka_unit_test(journal_cuts_torn_tail_without_newline),
         cmocka_unit_test(journal_cuts_invalid_last_line_with_newline),
         cmocka_unit_test(journal_refuses_corrupt_middle_line),
