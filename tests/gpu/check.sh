@@ -38,7 +38,12 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib
     [ -d "$d" ] && CUDA_LIBS="$CUDA_LIBS:$d"
 done
 export LD_LIBRARY_PATH="$B/lib${CUDA_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export BRT_PYTHON=python3 BRT_TOOLS_DIR=$B/bin BRT_SOURCE_DIR=$ROOT
+# a python3 with numpy (the GPU image's python3 has it)
+PY=python3
+for p in python3 /usr/bin/python3; do
+    if $p -c 'import numpy' 2>/dev/null; then PY=$p; break; fi
+done
+export BRT_PYTHON=$PY BRT_TOOLS_DIR=$B/bin BRT_SOURCE_DIR=$ROOT
 BRT=$B/bin/beaconrt
 log "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -2 | tr '\n' ' ')"
 log "bundle: $(ls -la .gpu/bundle.tar.xz | awk '{print $5}') bytes; cuBLASLt: $(ls $(echo "$CUDA_LIBS" | tr ':' ' ') 2>/dev/null | grep -m1 'libcublasLt.so' || echo missing)"
@@ -88,7 +93,7 @@ for d in $G/*/; do
     s=$(basename "$d")
     for p in "" short_; do
         if "$B/brt-bf16" logits --model "$d" --input-ids "$d/golden.safetensors:${p}input_ids" --out "$OUT/bf16.st" --quiet 2>"$OUT/bf16.err"; then
-            log "golden bf16 $s ${p:-long_}input: $(python3 tests/gpu/compare.py logits "$OUT/bf16.st:logits" "$d/golden.safetensors:${p}logits")"
+            log "golden bf16 $s ${p:-long_}input: $($PY tests/gpu/compare.py logits "$OUT/bf16.st:logits" "$d/golden.safetensors:${p}logits")"
         else
             fail "golden bf16 $s: $(head -c 300 "$OUT/bf16.err")"
         fi
@@ -100,7 +105,7 @@ stamp "3. 2-rank pipeline on one GPU (host-staged) and layouts"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
 MPIRUN=""
-if command -v mpirun >/dev/null 2>&1; then
+if mpirun --version >/dev/null 2>&1; then
     MPIRUN=mpirun
 elif [ -x "$B/ompi/usr/bin/orterun" ]; then
     export OPAL_PREFIX=$B/ompi/usr PATH=$B/ompi/usr/bin:$PATH
@@ -113,9 +118,10 @@ for s in beacon-tiny llama-tiny longllama-tiny; do
     mkdir -p "$M/$s"
     for f in $G/$s/*; do ln -sf "$ROOT/$f" "$M/$s/"; done
     ln -sf "$ROOT/models/stories260K/tokenizer.model" "$M/$s/tokenizer.model"
-    python3 tests/tools/make_batch.py "$OUT/in-$s.jsonl" golden "$M/$s" >/dev/null
+    $PY tests/tools/make_batch.py "$OUT/in-$s.jsonl" golden "$M/$s" >/dev/null
     for p in f32 bf16; do
         ref=$OUT/$s-$p-1.jsonl
+        rm -f "$ref"
         if ! timeout 120 "$B/brt-$p" run --model "$M/$s" --input "$OUT/in-$s.jsonl" --output "$ref" --quiet 2>"$ref.err"; then
             fail "$s $p one rank: $(head -c 300 "$ref.err")"
             continue
@@ -124,7 +130,7 @@ for s in beacon-tiny llama-tiny longllama-tiny; do
             o=$OUT/$s-$p-alt.jsonl
             rm -f "$o"
             if timeout 120 "$B/brt-$p" run --model "$M/$s" --input "$OUT/in-$s.jsonl" --output "$o" --quiet $alt 2>"$o.err"; then
-                log "layout $s $p [$alt] vs default: $(python3 tests/gpu/compare.py batches "$ref" "$o")"
+                log "layout $s $p [$alt] vs default: $($PY tests/gpu/compare.py batches "$ref" "$o")"
             else
                 fail "$s $p [$alt]: $(head -c 300 "$o.err")"
             fi
@@ -132,14 +138,14 @@ for s in beacon-tiny llama-tiny longllama-tiny; do
             rm -f "$o2" "$o2.ref"
             BRT_GEMM_ALGO=fixed timeout 120 "$B/brt-$p" run --model "$M/$s" --input "$OUT/in-$s.jsonl" --output "$o2.ref" --quiet 2>/dev/null &&
                 BRT_GEMM_ALGO=fixed timeout 120 "$B/brt-$p" run --model "$M/$s" --input "$OUT/in-$s.jsonl" --output "$o2" --quiet $alt 2>/dev/null &&
-                log "layout $s $p [$alt] with BRT_GEMM_ALGO=fixed: $(python3 tests/gpu/compare.py batches "$o2.ref" "$o2")"
+                log "layout $s $p [$alt] with BRT_GEMM_ALGO=fixed: $($PY tests/gpu/compare.py batches "$o2.ref" "$o2")"
         done
         if [ -n "$MPIRUN" ]; then
             o=$OUT/$s-$p-2.jsonl
             rm -f "$o"
             if BRT_NCCL=0 timeout 180 $MPIRUN -np 2 "$BRT" run $(devflags $p) --model "$M/$s" \
                    --input "$OUT/in-$s.jsonl" --output "$o" --quiet >"$o.err" 2>&1; then
-                log "2 ranks on 1 GPU (pp 2, MPI staging) $s $p vs 1 rank: $(python3 tests/gpu/compare.py batches "$ref" "$o")"
+                log "2 ranks on 1 GPU (pp 2, MPI staging) $s $p vs 1 rank: $($PY tests/gpu/compare.py batches "$ref" "$o")"
             else
                 fail "2 ranks on 1 GPU $s $p: $(grep -v -i 'help file\|sorry\|^---\|unavailable\|^ *$' "$o.err" | head -c 400)"
             fi
@@ -152,7 +158,7 @@ if [ "$NGPU" -ge 2 ] && [ -n "$MPIRUN" ]; then
     rm -f "$o"
     if timeout 180 $MPIRUN -np 2 "$BRT" run --device cuda --precision f32 --model "$M/beacon-tiny" \
            --input "$OUT/in-beacon-tiny.jsonl" --output "$o" >"$o.err" 2>&1 && ! grep -q "through MPI" "$o.err"; then
-        log "NCCL 2 GPUs beacon-tiny f32 vs 1 rank: $(python3 tests/gpu/compare.py batches "$OUT/beacon-tiny-f32-1.jsonl" "$o")"
+        log "NCCL 2 GPUs beacon-tiny f32 vs 1 rank: $($PY tests/gpu/compare.py batches "$OUT/beacon-tiny-f32-1.jsonl" "$o")"
     else
         fail "NCCL 2 GPUs: $(head -c 400 "$o.err")"
     fi
