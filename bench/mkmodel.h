@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,12 +128,58 @@ static inline void mk_fill(void *dst, brt_dtype dt, int64_t n, double std, float
 
 /* ---- the folder -------------------------------------------------------------------------- */
 
+typedef struct mk_fill_job {
+    void *dst;
+    brt_dtype dt;
+    int64_t n;
+    double std;
+    float constant;
+    uint64_t stream;
+} mk_fill_job;
+
 typedef struct mk_tensors {
     brt_st_out_tensor *t;
     char **names;
+    mk_fill_job *fill;        /* [n] what mk_fill_all writes into each tensor */
     size_t n, cap;
     int64_t params, bytes;
 } mk_tensors;
+
+typedef struct mk_fill_pool {
+    mk_tensors *ts;
+    size_t next;
+    pthread_mutex_t mu;
+} mk_fill_pool;
+
+static inline void *mk_fill_worker(void *arg)
+{
+    mk_fill_pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        size_t i = p->next++;
+        pthread_mutex_unlock(&p->mu);
+        if (i >= p->ts->n)
+            return NULL;
+        const mk_fill_job *j = &p->ts->fill[i];
+        mk_fill(j->dst, j->dt, j->n, j->std, j->constant, j->stream);
+    }
+}
+
+/* Fill every tensor, tensors spread over the CPUs (each tensor from its own stream: the values do
+ * not depend on the threads). */
+static inline void mk_fill_all(mk_tensors *ts)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = cpus > 1 ? (cpus < 64 ? (int)cpus : 64) : 1;
+    mk_fill_pool p = {ts, 0, PTHREAD_MUTEX_INITIALIZER};
+    pthread_t th[64];
+    int started = 0;
+    for (int i = 1; i < nt; i++)
+        started += pthread_create(&th[started], NULL, mk_fill_worker, &p) == 0;
+    mk_fill_worker(&p);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+}
 
 static inline int mk_add(mk_tensors *ts, const mk_spec *s, const char *name, int64_t rows, int64_t cols, int ndim,
                   double std, float constant)
@@ -140,12 +187,16 @@ static inline int mk_add(mk_tensors *ts, const mk_spec *s, const char *name, int
     if (ts->n == ts->cap) {
         size_t cap = ts->cap ? ts->cap * 2 : 64;
         brt_st_out_tensor *nt = realloc(ts->t, cap * sizeof *nt);
-        char **nn = nt ? realloc(ts->names, cap * sizeof *nn) : NULL;
         if (nt)
             ts->t = nt;
-        if (!nt || !nn)
+        char **nn = nt ? realloc(ts->names, cap * sizeof *nn) : NULL;
+        if (nn)
+            ts->names = nn;
+        mk_fill_job *nf = nn ? realloc(ts->fill, cap * sizeof *nf) : NULL;
+        if (nf)
+            ts->fill = nf;
+        if (!nt || !nn || !nf)
             return -1;
-        ts->names = nn;
         ts->cap = cap;
     }
     int64_t numel = rows * cols;
@@ -157,7 +208,7 @@ static inline int mk_add(mk_tensors *ts, const mk_spec *s, const char *name, int
         free(nm);
         return -1;
     }
-    mk_fill(data, s->dtype, numel, std, constant, mk_stream_seed(s->seed, name));
+    ts->fill[ts->n] = (mk_fill_job){data, s->dtype, numel, std, constant, mk_stream_seed(s->seed, name)};
     brt_st_out_tensor *t = &ts->t[ts->n];
     memset(t, 0, sizeof *t);
     t->name = nm;
@@ -183,6 +234,7 @@ static inline void mk_tensors_free(mk_tensors *ts)
     }
     free(ts->t);
     free(ts->names);
+    free(ts->fill);
     memset(ts, 0, sizeof *ts);
 }
 
@@ -322,6 +374,7 @@ static inline brt_status mk_write(const mk_spec *s, const char *dir, int64_t *pa
     if (bad)
         st = brt_errf(err, BRT_ERR_NOMEM, "mkmodel: out of memory");
     else {
+        mk_fill_all(&ts);
         char path[8192];
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
         st = brt_st_write(path, ts.t, ts.n, err);
