@@ -46,52 +46,13 @@ static int parse_list(const char *s, int64_t *out, int cap)
 /* TFLOP/s of the backend's GEMM at m = n = k = size, bf16 (or f32) weights */
 static double gemm_ceiling(brt_backend *be, int64_t size, brt_dtype wdt)
 {
-    const int64_t m = size, n = size, k = size;
-    float *a = malloc((size_t)(m * k) * 4);
-    void *w = malloc((size_t)(n * k) * brt_dtype_size(wdt));
-    brt_buffer *ab = NULL, *cb = NULL;
+    brt_weight W = bench_random_weight(size, size, wdt, 12345);
     brt_err err;
-    double best = 0;
-    if (!a || !w || be->buffer_alloc(be, (size_t)(m * k) * 4, BRT_MEM_DEVICE, &ab, &err) != BRT_OK ||
-        be->buffer_alloc(be, (size_t)(m * n) * 4, BRT_MEM_DEVICE, &cb, &err) != BRT_OK)
-        goto out;
-    uint64_t s = 12345;
-    for (int64_t i = 0; i < m * k; i++)
-        a[i] = (float)((mk_xorshift(&s) >> 40) & 0xffff) / 65536.0f - 0.5f; /* random data: zeros run faster */
-    for (int64_t i = 0; i < n * k; i++) {
-        float f = (float)((mk_xorshift(&s) >> 40) & 0xffff) / 65536.0f - 0.5f;
-        if (wdt == BRT_DT_F32)
-            ((float *)w)[i] = f;
-        else
-            ((uint16_t *)w)[i] = brt_f32_to_bf16(f);
-    }
-    brt_weight W = {w, wdt, n, k, "ceiling", NULL, wdt};
-    brt_mat am = brt_buffer_mat(ab, k, BRT_DT_F32), cm = brt_buffer_mat(cb, n, BRT_DT_F32);
-    if (be->weight_upload(be, &W, &err) != BRT_OK || be->set_rows(be, am, a, m, k, &err) != BRT_OK)
-        goto out;
-    for (int r = 0; r < 3; r++) /* warm-up: algorithm choice, clocks */
-        if (be->gemm(be, am, m, &W, NULL, cm, &err) != BRT_OK)
-            goto out;
-    if (be->synchronize(be, &err) != BRT_OK)
-        goto out;
-    double t0 = brt_now();
-    const int reps = 10;
-    for (int r = 0; r < reps; r++)
-        if (be->gemm(be, am, m, &W, NULL, cm, &err) != BRT_OK)
-            goto out;
-    if (be->synchronize(be, &err) != BRT_OK)
-        goto out;
-    best = 2.0 * m * n * k * reps / (brt_now() - t0) / 1e12;
-out:
-    if (best == 0)
-        fprintf(stderr, "bench_gpu: GEMM ceiling: %s\n", err.msg);
-    if (ab)
-        be->buffer_free(be, ab);
-    if (cb)
-        be->buffer_free(be, cb);
-    free(a);
-    free(w);
-    return best;
+    double s = W.data ? bench_gemm_seconds(be, &W, size, 10, NULL, &err) : 0;
+    if (s <= 0)
+        fprintf(stderr, "bench_gpu: GEMM ceiling: %s\n", W.data ? err.msg : "out of memory");
+    free((void *)W.data);
+    return s > 0 ? 2.0 * size * size * size / s / 1e12 : 0;
 }
 
 /* GB/s of a device-to-device copy, bytes read + written (CUDA runtime, the same GPU) */

@@ -8,58 +8,19 @@
 
 #include "base/log.h"
 #include "kernels.h"
+#include "bench_util.h"
 #include "peak.h"
 
-static float frand(unsigned *s)
+/* GFLOP/s of c[m, n] = a[m, k] . w[n, k]^T, best of reps */
+static double gemm_gflops(brt_backend *be, int64_t m, int64_t n, int64_t k, brt_dtype dt, int reps)
 {
-    *s = *s * 1664525u + 1013904223u;
-    return ((*s >> 8) & 0xffff) / 65536.0f - 0.5f;
-}
-
-static double time_gemm(brt_backend *be, int64_t m, int64_t n, int64_t k, brt_dtype dt, int reps)
-{
-    unsigned seed = 1;
-    float *a = malloc((size_t)(m * k) * 4);
-    size_t es = brt_dtype_size(dt);
-    void *w = malloc((size_t)(n * k) * es);
-    brt_buffer *ab = NULL, *cb = NULL;
+    brt_weight W = bench_random_weight(n, k, dt, 1);
     brt_err err;
-    double best = 1e30;
-    if (!a || !w || be->buffer_alloc(be, (size_t)(m * k) * 4, BRT_MEM_DEVICE, &ab, &err) != BRT_OK ||
-        be->buffer_alloc(be, (size_t)(m * n) * 4, BRT_MEM_DEVICE, &cb, &err) != BRT_OK)
-        goto out;
-    for (int64_t i = 0; i < m * k; i++)
-        a[i] = frand(&seed);
-    for (int64_t i = 0; i < n * k; i++) {
-        float f = frand(&seed);
-        if (dt == BRT_DT_F32)
-            ((float *)w)[i] = f;
-        else
-            ((uint16_t *)w)[i] = brt_f32_to_bf16(f);
-    }
-    brt_weight W = {w, dt, n, k, "w", NULL, dt};
-    brt_mat am = brt_buffer_mat(ab, k, BRT_DT_F32), cm = brt_buffer_mat(cb, n, BRT_DT_F32);
-    if (be->weight_upload(be, &W, &err) != BRT_OK || be->set_rows(be, am, a, m, k, &err) != BRT_OK ||
-        be->gemm(be, am, m, &W, NULL, cm, &err) != BRT_OK || be->synchronize(be, &err) != BRT_OK) /* warm */
-        goto out;
-    for (int r = 0; r < reps; r++) {
-        double t0 = brt_now();
-        if (be->gemm(be, am, m, &W, NULL, cm, &err) != BRT_OK || be->synchronize(be, &err) != BRT_OK)
-            goto out;
-        double dt2 = brt_now() - t0;
-        if (dt2 < best)
-            best = dt2;
-    }
-out:
-    if (best == 1e30)
-        fprintf(stderr, "bench_kernels: %s\n", err.msg);
-    if (ab)
-        be->buffer_free(be, ab);
-    if (cb)
-        be->buffer_free(be, cb);
-    free(a);
-    free(w);
-    return best < 1e30 ? 2.0 * m * n * k / best / 1e9 : 0;
+    double s = W.data ? bench_gemm_seconds(be, &W, m, reps, NULL, &err) : 0;
+    if (s <= 0)
+        fprintf(stderr, "bench_kernels: %s\n", W.data ? err.msg : "out of memory");
+    free((void *)W.data);
+    return s > 0 ? 2.0 * m * n * k / s / 1e9 : 0;
 }
 
 int main(int argc, char **argv)
@@ -105,7 +66,7 @@ int main(int argc, char **argv)
     printf("%-36s %6s %6s %6s %5s %10s %8s\n", "gemm", "M", "N", "K", "dtype", "GFLOP/s", "of peak");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int reps = cases[i].m >= 1024 ? 3 : 20;
-        double g = time_gemm(be, cases[i].m, cases[i].n, cases[i].k, cases[i].dt, reps);
+        double g = gemm_gflops(be, cases[i].m, cases[i].n, cases[i].k, cases[i].dt, reps);
         printf("%-36s %6lld %6lld %6lld %5s %10.1f %7.0f%%\n", cases[i].what, (long long)cases[i].m,
                (long long)cases[i].n, (long long)cases[i].k, brt_dtype_name(cases[i].dt), g,
                peak > 0 ? 100 * g / peak : 0.0);

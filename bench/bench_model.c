@@ -31,12 +31,6 @@ static const char *const k_help =
     "  --reps N           repetitions, best reported (3)\n"
     "  --no-gemm          skip the GEMM table\n";
 
-static float frand(unsigned *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return ((*s >> 8) & 0xffff) / 65536.0f - 0.5f;
-}
-
 /* Read a buffer larger than the last-level cache, so the next GEMM finds its weights in memory
  * (as a decode step does: every other weight of the model was read since this one). */
 static volatile uint64_t g_evict_sink;
@@ -60,40 +54,9 @@ static void evict_caches(void)
 /* Best seconds of c[m, w.rows] = a[m, w.cols] w^T; cold: caches evicted before each call. */
 static double time_gemm(brt_backend *be, const brt_weight *w, int64_t m, int reps, int cold)
 {
-    unsigned seed = 7;
-    float *a = malloc((size_t)(m * w->cols) * 4);
-    brt_buffer *ab = NULL, *cb = NULL;
+    brt_weight copy = *w; /* the CPU backend leaves it as it is */
     brt_err err;
-    double best = 0;
-    if (!a || be->buffer_alloc(be, (size_t)(m * w->cols) * 4, BRT_MEM_DEVICE, &ab, &err) != BRT_OK ||
-        be->buffer_alloc(be, (size_t)(m * w->rows) * 4, BRT_MEM_DEVICE, &cb, &err) != BRT_OK)
-        goto out;
-    for (int64_t i = 0; i < m * w->cols; i++)
-        a[i] = frand(&seed);
-    brt_mat am = brt_buffer_mat(ab, w->cols, BRT_DT_F32), cm = brt_buffer_mat(cb, w->rows, BRT_DT_F32);
-    if (be->set_rows(be, am, a, m, w->cols, &err) != BRT_OK || be->gemm(be, am, m, w, NULL, cm, &err) != BRT_OK ||
-        be->synchronize(be, &err) != BRT_OK) /* warm */
-        goto out;
-    best = 1e30;
-    for (int r = 0; r < reps; r++) {
-        if (cold)
-            evict_caches();
-        double t0 = brt_now();
-        if (be->gemm(be, am, m, w, NULL, cm, &err) != BRT_OK || be->synchronize(be, &err) != BRT_OK) {
-            best = 0;
-            goto out;
-        }
-        double dt = brt_now() - t0;
-        if (dt < best)
-            best = dt;
-    }
-out:
-    if (ab)
-        be->buffer_free(be, ab);
-    if (cb)
-        be->buffer_free(be, cb);
-    free(a);
-    return best;
+    return bench_gemm_seconds(be, &copy, m, reps, cold ? evict_caches : NULL, &err);
 }
 
 static int file_exists(const char *p)

@@ -95,6 +95,72 @@ static inline double bench_copy_bandwidth(int n_threads, size_t bytes, int reps)
     return 2.0 * (double)bytes / best / 1e9;
 }
 
+/* ---- GEMM through a backend ------------------------------------------------------------------- */
+
+/* Best seconds of c[m, w.rows] = a[m, w.cols] . w^T through the backend's gemm (w uploaded here),
+ * over reps calls after one warm-up; before (may be NULL) runs ahead of each timed call (e.g. to
+ * evict caches). Random activations. 0 on failure (the message in err). */
+static inline double bench_gemm_seconds(brt_backend *be, brt_weight *w, int64_t m, int reps, void (*before)(void),
+                                        brt_err *err)
+{
+    float *a = malloc((size_t)(m * w->cols) * 4);
+    brt_buffer *ab = NULL, *cb = NULL;
+    double best = 0;
+    if (!a) {
+        brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+        return 0;
+    }
+    uint64_t s = 7;
+    for (int64_t i = 0; i < m * w->cols; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        a[i] = (float)(s >> 40 & 0xffff) / 65536.0f - 0.5f; /* never zeros: they can run faster */
+    }
+    if (be->buffer_alloc(be, (size_t)(m * w->cols) * 4, BRT_MEM_DEVICE, &ab, err) != BRT_OK ||
+        be->buffer_alloc(be, (size_t)(m * w->rows) * 4, BRT_MEM_DEVICE, &cb, err) != BRT_OK)
+        goto out;
+    brt_mat am = brt_buffer_mat(ab, w->cols, BRT_DT_F32), cm = brt_buffer_mat(cb, w->rows, BRT_DT_F32);
+    if (be->weight_upload(be, w, err) != BRT_OK || be->set_rows(be, am, a, m, w->cols, err) != BRT_OK ||
+        be->gemm(be, am, m, w, NULL, cm, err) != BRT_OK || be->synchronize(be, err) != BRT_OK) /* warm */
+        goto out;
+    best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        if (before)
+            before();
+        double t0 = brt_now();
+        if (be->gemm(be, am, m, w, NULL, cm, err) != BRT_OK || be->synchronize(be, err) != BRT_OK) {
+            best = 0;
+            goto out;
+        }
+        double dt = brt_now() - t0;
+        if (dt < best)
+            best = dt;
+    }
+out:
+    if (ab)
+        be->buffer_free(be, ab);
+    if (cb)
+        be->buffer_free(be, cb);
+    free(a);
+    return best;
+}
+
+/* A random weight [n, k] of dtype dt (host memory, free data with free()). */
+static inline brt_weight bench_random_weight(int64_t n, int64_t k, brt_dtype dt, uint64_t seed)
+{
+    void *w = malloc((size_t)(n * k) * brt_dtype_size(dt));
+    uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
+    for (int64_t i = 0; w && i < n * k; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        float f = (float)(s >> 40 & 0xffff) / 65536.0f - 0.5f;
+        if (dt == BRT_DT_F32)
+            ((float *)w)[i] = f;
+        else
+            ((uint16_t *)w)[i] = brt_f32_to_bf16(f);
+    }
+    brt_weight W = {w, dt, n, k, "bench", NULL, dt};
+    return W;
+}
+
 /* ---- jobs through a node -------------------------------------------------------------------- */
 
 #define BENCH_MAX_JOBS 256

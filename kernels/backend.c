@@ -43,3 +43,23 @@ brt_status brt_backend_create(const brt_backend_opts *o, brt_backend **out, brt_
     return brt_errf(err, BRT_ERR_INVALID, "--device %s: unknown device (this build has: %s)", dev,
                     brt_backend_devices());
 }
+
+int64_t brt_check_copy_rows(const brt_run *dst, int32_t n_dst, const brt_run *src, int32_t n_src, brt_err *err)
+{
+    const int64_t n = brt_runs_rows(dst, n_dst), m = brt_runs_rows(src, n_src);
+    if (n != m) {
+        brt_errf(err, BRT_ERR_INTERNAL, "copy_rows: %lld destination rows for %lld source rows", (long long)n,
+                 (long long)m);
+        return -1;
+    }
+    return n;
+}
+
+brt_status brt_check_embed_ids(const brt_weight *table, int has_alt, const int32_t *ids, int64_t n, brt_err *err)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] >= table->rows || ids[i] < BRT_EMBED_ZERO || (ids[i] == BRT_EMBED_ALT && !has_alt))
+            return brt_errf(err, BRT_ERR_RANGE, "embed: row %lld asks for id %d of a %lld-row table", (long long)i,
+                            ids[i], (long long)table->rows);
+    return BRT_OK;
+}

@@ -73,6 +73,14 @@ typedef struct brt_run {
     int32_t n;
 } brt_run;
 
+static inline int64_t brt_runs_rows(const brt_run *runs, int32_t n_runs)
+{
+    int64_t c = 0;
+    for (int32_t i = 0; i < n_runs; i++)
+        c += runs[i].n;
+    return c;
+}
+
 /* A weight matrix [rows, cols] = [out, in] (y = x W^T), or a vector (rows = 1). data is the host
  * copy (memory-mapped checkpoint, or the f32 norm vectors); weight_upload makes it usable by a
  * backend's kernels and records where in dev (the CPU backend computes from data itself). */
@@ -259,6 +267,12 @@ brt_status brt_cpu_backend_create(int n_threads, const char *isa, brt_backend **
 /* The CUDA backend (kernels/cuda), when built. */
 brt_status brt_cuda_backend_create(int gpu, const char *precision, brt_backend **out, brt_err *err);
 int brt_cuda_device_count(void);
+
+/* Argument checks every backend makes (kernels/backend.c): copy_rows moves as many rows as it
+ * reads (returns that count, or -1 with err set); embed's ids are rows of the table or the two
+ * special ids (alt must then exist: has_alt). */
+int64_t brt_check_copy_rows(const brt_run *dst, int32_t n_dst, const brt_run *src, int32_t n_src, brt_err *err);
+brt_status brt_check_embed_ids(const brt_weight *table, int has_alt, const int32_t *ids, int64_t n, brt_err *err);
 
 /* A buffer and a view over it, for the common case of one matrix. */
 static inline brt_mat brt_buffer_mat(brt_buffer *b, int64_t ld, brt_dtype dt) { return brt_mat_make(b, 0, ld, dt); }

@@ -184,10 +184,7 @@ static brt_status cpu_rope(brt_backend *be, brt_mat x, int64_t rows, int32_t hea
 static brt_status cpu_embed(brt_backend *be, const brt_weight *table, const brt_weight *alt, const int32_t *ids,
                             int64_t n, brt_mat out, brt_err *err)
 {
-    for (int64_t i = 0; i < n; i++)
-        if (ids[i] >= table->rows || ids[i] < BRT_EMBED_ZERO || (ids[i] == BRT_EMBED_ALT && (!alt || !alt->data)))
-            return brt_errf(err, BRT_ERR_RANGE, "embed: row %lld asks for id %d of a %lld-row table", (long long)i,
-                            ids[i], (long long)table->rows);
+    BRT_TRY(brt_check_embed_ids(table, alt && alt->data, ids, n, err));
     rows_job j = {.rows = n, .y = cpu_ptr(out), .ldy = out.ld, .table = table, .alt = alt, .ids = ids, .op = OP_EMBED};
     run_rows(be, &j);
     return BRT_OK;

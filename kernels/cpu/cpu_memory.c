@@ -158,14 +158,6 @@ static int64_t resolve(const brt_run *runs, int32_t n_runs, void **ptr, brt_dtyp
     return r;
 }
 
-static int64_t count_rows(const brt_run *runs, int32_t n)
-{
-    int64_t c = 0;
-    for (int32_t i = 0; i < n; i++)
-        c += runs[i].n;
-    return c;
-}
-
 /* Might a destination row share bytes with a source row? (The byte ranges each side covers meet:
  * then every source is read first, which costs one more copy and changes no value.) */
 static int may_overlap(void *const *dst, const brt_dtype *ddt, void *const *src, const brt_dtype *sdt, int64_t n,
@@ -192,12 +184,9 @@ static brt_status cpu_copy_rows(brt_backend *be, const brt_run *dst, int32_t n_d
                                 brt_err *err)
 {
     cpu_impl *ci = cpu_of(be);
-    const int64_t n = count_rows(dst, n_dst);
-    if (n != count_rows(src, n_src))
-        return brt_errf(err, BRT_ERR_INTERNAL, "copy_rows: %lld destination rows for %lld source rows", (long long)n,
-                        (long long)count_rows(src, n_src));
-    if (n == 0)
-        return BRT_OK;
+    const int64_t n = brt_check_copy_rows(dst, n_dst, src, n_src, err);
+    if (n <= 0)
+        return n < 0 ? err->status : BRT_OK;
     if (rope && rope->head_dim / 2 > 1024)
         return brt_errf(err, BRT_ERR_UNSUPPORTED, "copy_rows: head dimension %d beyond the CPU kernels' 2048",
                         rope->head_dim);

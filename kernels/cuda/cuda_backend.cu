@@ -306,24 +306,13 @@ __global__ void k_copy_rows(const row_desc *rows, int64_t cols, const float *inv
     }
 }
 
-static int64_t count_rows(const brt_run *runs, int32_t n)
-{
-    int64_t c = 0;
-    for (int32_t i = 0; i < n; i++)
-        c += runs[i].n;
-    return c;
-}
-
 static brt_status cu_copy_rows(brt_backend *be, const brt_run *dst, int32_t n_dst, const brt_run *src, int32_t n_src,
                                int64_t cols, const brt_rope *rope, const int32_t *pos, int32_t pos0, brt_err *err)
 {
     cuda_impl *ci = cuda_of(be);
-    const int64_t n = count_rows(dst, n_dst);
-    if (n != count_rows(src, n_src))
-        return brt_errf(err, BRT_ERR_INTERNAL, "copy_rows: %lld destination rows for %lld source rows", (long long)n,
-                        (long long)count_rows(src, n_src));
-    if (n == 0)
-        return BRT_OK;
+    const int64_t n = brt_check_copy_rows(dst, n_dst, src, n_src, err);
+    if (n <= 0)
+        return n < 0 ? err->status : BRT_OK;
     row_desc *d = (row_desc *)malloc((size_t)n * sizeof *d);
     if (!d)
         return brt_errf(err, BRT_ERR_NOMEM, "copy_rows: out of host memory for %lld rows", (long long)n);

@@ -167,38 +167,33 @@ static brt_status cu_link_join(brt_backend *be, const void *id, size_t len, int 
     return settle(ci, now_s() + ci->link_timeout, err);
 }
 
-static brt_status cu_link_send(brt_backend *be, brt_mat src, int64_t rows, int64_t cols, int peer, brt_err *err)
+/* rows to or from a member of the link (send: 1) */
+static brt_status link_move(brt_backend *be, brt_mat m, int64_t rows, int64_t cols, int peer, int send, brt_err *err)
 {
     cuda_impl *ci = cuda_of(be);
     if (!ci->comm)
         return brt_errf(err, BRT_ERR_INTERNAL, "GPU %d: no NCCL link", ci->dev);
-    if (src.ld != cols)
-        return brt_errf(err, BRT_ERR_INTERNAL, "NCCL send of strided rows");
-    ncclResult_t r = nc.send(dptr(src), (size_t)(rows * cols) * brt_dtype_size(src.dtype) / 4, ncclFloat32, peer,
-                             (ncclComm_t)ci->comm, ci->stream);
+    if (m.ld != cols || m.dtype != BRT_DT_F32)
+        return brt_errf(err, BRT_ERR_INTERNAL, "NCCL %s of strided or non-f32 rows", send ? "send" : "receive");
+    const size_t count = (size_t)(rows * cols);
+    ncclResult_t r = send ? nc.send(dptr(m), count, ncclFloat32, peer, (ncclComm_t)ci->comm, ci->stream)
+                          : nc.recv(dptr(m), count, ncclFloat32, peer, (ncclComm_t)ci->comm, ci->stream);
     if (r != ncclSuccess && r != ncclInProgress) {
-        char m[256];
-        snprintf(m, sizeof m, "send failed (%s)", nc.error_string(r));
-        return link_fail(ci, err, m);
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s failed (%s)", send ? "send" : "receive", nc.error_string(r));
+        return link_fail(ci, err, msg);
     }
     return settle(ci, now_s() + ci->link_timeout, err);
 }
 
+static brt_status cu_link_send(brt_backend *be, brt_mat src, int64_t rows, int64_t cols, int peer, brt_err *err)
+{
+    return link_move(be, src, rows, cols, peer, 1, err);
+}
+
 static brt_status cu_link_recv(brt_backend *be, brt_mat dst, int64_t rows, int64_t cols, int peer, brt_err *err)
 {
-    cuda_impl *ci = cuda_of(be);
-    if (!ci->comm)
-        return brt_errf(err, BRT_ERR_INTERNAL, "GPU %d: no NCCL link", ci->dev);
-    if (dst.ld != cols)
-        return brt_errf(err, BRT_ERR_INTERNAL, "NCCL receive into strided rows");
-    ncclResult_t r = nc.recv(dptr(dst), (size_t)(rows * cols) * brt_dtype_size(dst.dtype) / 4, ncclFloat32, peer,
-                             (ncclComm_t)ci->comm, ci->stream);
-    if (r != ncclSuccess && r != ncclInProgress) {
-        char m[256];
-        snprintf(m, sizeof m, "receive failed (%s)", nc.error_string(r));
-        return link_fail(ci, err, m);
-    }
-    return settle(ci, now_s() + ci->link_timeout, err);
+    return link_move(be, dst, rows, cols, peer, 0, err);
 }
 
 void brt_cuda_link_close(cuda_impl *ci)

@@ -140,10 +140,7 @@ static brt_status cu_embed(brt_backend *be, const brt_weight *table, const brt_w
 {
     if (n <= 0)
         return BRT_OK;
-    for (int64_t i = 0; i < n; i++)
-        if (ids[i] >= table->rows || ids[i] < BRT_EMBED_ZERO || (ids[i] == BRT_EMBED_ALT && (!alt || !alt->dev)))
-            return brt_errf(err, BRT_ERR_RANGE, "embed: row %lld asks for id %d of a %lld-row table", (long long)i,
-                            ids[i], (long long)table->rows);
+    BRT_TRY(brt_check_embed_ids(table, alt && alt->dev, ids, n, err));
     if (!table->dev)
         return brt_errf(err, BRT_ERR_INTERNAL, "embedding table %s was never uploaded", table->name ? table->name : "?");
     void *dids;
