@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "base/log.h"
-#include "dist/node.h"
+#include "cluster/node.h"
 
 /* ---- memory figures ---------------------------------------------------------------------- */
 
@@ -222,8 +222,8 @@ static inline int bench_run_batch(brt_node *node, bench_jobs *jobs, int n_jobs, 
     double t0 = brt_now();
     for (int i = 0; i < n_jobs; i++) {
         bench_prompt(ids, prompt_len, node->model.cfg.vocab_size, seed + (uint64_t)i);
-        brt_job_spec spec = {"bench", ids, prompt_len, max_new, 0.0f, 1.0f, 0, score_all ? 0 : -1, score_all, 0,
-                             1, NULL, 0, NULL};
+        brt_job_spec spec = {.name = "bench", .prompt = ids, .prompt_len = prompt_len, .max_new = max_new,
+                             .top_p = 1.0f, .logprobs = score_all ? 0 : -1, .echo = score_all, .ignore_eos = 1};
         brt_job *job;
         if (brt_sched_submit(node->sched, &spec, &job, &err) != BRT_OK) {
             snprintf(jobs->error, sizeof jobs->error, "submit: %s", err.msg);

@@ -6,7 +6,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "dist/node.h"
+#include "cluster/node.h"
 
 extern brt_transport *g_cli_tr; /* MPI when launched by mpirun/srun, else NULL (main.c) */
 
@@ -31,6 +31,7 @@ typedef struct cli_common {
     double gpu_mem_gb;        /* plan: memory of one GPU (preset resources.gpu_mem_gb) */
     double gpu_tflops;        /* plan: sustained TFLOP/s of the engine on one GPU (resources.gpu_tflops) */
     int quiet;
+    const char *chat_template;  /* --chat-template NAME (run, serve) */
     brt_transport *tr;        /* MPI when launched by mpirun/srun, else NULL */
 } cli_common;
 

@@ -7,7 +7,7 @@
 
 #include "base/log.h"
 #include "cli.h"
-#include "sched/batchio.h"
+#include "api/text.h"
 
 
 static const char *const k_help =
@@ -158,8 +158,9 @@ int cmd_generate(int argc, char **argv)
     if (!c.quiet)
         brt_log_info("%s, policy %s, %zu prompt tokens, %s", node->model.dir, brt_policy_name(node->model.cfg.policy),
                      n_ids, node->be->name);
-    brt_job_spec spec = {"generate", ids, (int64_t)n_ids, (int32_t)max_new, (float)temperature, (float)top_p, seed,
-                         -1, 0, 0, ignore_eos, NULL, 0, NULL};
+    brt_job_spec spec = {.name = "generate", .prompt = ids, .prompt_len = (int64_t)n_ids, .max_new = (int32_t)max_new,
+                         .temperature = (float)temperature, .top_p = (float)top_p, .seed = seed, .logprobs = -1,
+                         .ignore_eos = ignore_eos};
     if ((rc = cli_run_one_job(node, "generate", &spec, &g.job)) != 0)
         goto cleanup;
     rc = 1;

@@ -65,7 +65,8 @@ int cmd_logits(int argc, char **argv)
         rc = cli_fail("logits", &err);
         goto cleanup;
     }
-    brt_job_spec spec = {"logits", ids, (int64_t)n, 0, 0, 1, 0, -1, 0, 1, 1, NULL, 0, NULL};
+    brt_job_spec spec = {.name = "logits", .prompt = ids, .prompt_len = (int64_t)n, .top_p = 1, .logprobs = -1,
+                         .full_logits = 1, .ignore_eos = 1};
     if ((rc = cli_run_one_job(node, "logits", &spec, &lc.job)) != 0)
         goto cleanup;
     rc = 1;

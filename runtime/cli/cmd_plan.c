@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "dist/grid.h"
+#include "cluster/grid.h"
 #include "engine/policy.h"
 #include "engine/stage.h"
 #include "model/safetensors.h"

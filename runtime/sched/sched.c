@@ -15,6 +15,8 @@
 typedef struct pipeline {
     brt_job *active;        /* circular list of running jobs */
     int32_t n_active;
+    int64_t load;           /* tokens of its running jobs still to plan or generate */
+    int64_t tokens;         /* tokens planned on it so far */
     int32_t inflight;
     int64_t *used;          /* [n_stages] reserved bytes */
     uint64_t *release;
@@ -26,12 +28,12 @@ struct brt_sched {
     brt_model_config cfg;
     const brt_policy_ops *pol;
     brt_job **jobs;         /* every job, submission order */
-    int64_t n_jobs, cap_jobs, next_queued, n_finished;
+    int64_t n_jobs, cap_jobs, next_queued, n_finished, n_running;
     brt_u64map by_id;
     brt_u64map inflight;    /* micro-batch id -> brt_microbatch */
     pipeline *pipes;
     uint64_t next_job_id, next_mb_id;
-    int64_t tokens_planned, tokens_total;
+    int64_t tokens_planned, tokens_total, tokens_done;
     int32_t max_step_rows;
     brt_err halt;           /* status != OK: brt_sched_halt was called */
 };
@@ -170,15 +172,19 @@ static void queue_release(pipeline *p, uint64_t id)
 /* A job ends: give its memory back, tell the stages, report it. */
 static void job_finish(brt_sched *s, brt_job *j)
 {
-    if (j->status == BRT_JOB_DONE || (j->status == BRT_JOB_FAILED && j->t_done > 0))
+    if (j->t_done > 0) /* ended already */
         return;
-    if (j->status != BRT_JOB_FAILED)
+    if (j->status != BRT_JOB_FAILED && j->status != BRT_JOB_CANCELLED)
         j->status = BRT_JOB_DONE;
     j->t_done = brt_now();
     if (j->pipeline >= 0) {
         pipeline *p = &s->pipes[j->pipeline];
-        if (j->next_active)
+        if (j->next_active) {
             p->n_active--;
+            s->n_running--;
+        }
+        p->load -= j->work_left;
+        j->work_left = 0;
         active_remove(p, j);
         for (int32_t st = 0; st < s->o.n_stages; st++)
             p->used[st] -= j->reserved ? j->reserved[st] : 0;
@@ -188,7 +194,14 @@ static void job_finish(brt_sched *s, brt_job *j)
             queue_release(p, j->id);
     }
     s->n_finished++;
-    if (s->o.on_done)
+    if (j->prompt_len > 0 && j->tokens) { /* an ended job counts whole, however early it stopped */
+        const int64_t all = j->prompt_len + (j->max_new > 0 ? j->max_new : 0);
+        s->tokens_done += all - j->tokens_done;
+        j->tokens_done = all;
+    }
+    if (j->source)
+        j->source->on_done(j->source, j);
+    else if (s->o.on_done)
         s->o.on_done(s->o.on_done_ctx, j);
     if (s->o.free_done && j->inflight == 0) /* else when its last step comes back */
         brt_sched_free_job(s, j);
@@ -196,7 +209,7 @@ static void job_finish(brt_sched *s, brt_job *j)
 
 static void job_fail(brt_sched *s, brt_job *j, brt_status st, const char *fmt, ...)
 {
-    if (j->status == BRT_JOB_FAILED || j->status == BRT_JOB_DONE)
+    if (j->status == BRT_JOB_FAILED || j->status == BRT_JOB_DONE || j->status == BRT_JOB_CANCELLED)
         return;
     va_list ap;
     va_start(ap, fmt);
@@ -227,6 +240,7 @@ brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out,
     j->id = s->next_job_id++;
     j->name = strdup(sp->name ? sp->name : "job");
     j->user = sp->user;
+    j->source = sp->source;
     j->pipeline = -1;
     j->max_new = sp->max_new;
     j->temperature = sp->temperature;
@@ -238,6 +252,8 @@ brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out,
     j->ignore_eos = sp->ignore_eos;
     j->text_cut = -1;
     j->prompt_len = sp->prompt_len;
+    for (int i = 0; i < BRT_JOB_STOP_IDS; i++)
+        j->stop_ids[i] = i < sp->n_stop_ids ? sp->stop_ids[i] : -1;
     j->reserved = calloc((size_t)s->o.n_stages, sizeof *j->reserved);
     if (s->n_jobs == s->cap_jobs) {
         int64_t cap = s->cap_jobs ? s->cap_jobs * 2 : 64;
@@ -348,9 +364,11 @@ static int fits(brt_sched *s, pipeline *p, brt_job *j)
     return 1;
 }
 
-static void admit(brt_sched *s, int32_t pi)
+/* Admission: each queued job (in submission order, a window of them) goes to the replica that will
+ * finish it soonest among those with room for it: the least work left in tokens, not the fewest
+ * jobs, so replicas stay evenly busy whatever the documents' lengths. */
+static void admit(brt_sched *s)
 {
-    pipeline *p = &s->pipes[pi];
     int scanned = 0;
     for (int64_t i = s->next_queued; i < s->n_jobs && scanned < ADMIT_SCAN; i++) {
         brt_job *j = s->jobs[i];
@@ -360,17 +378,27 @@ static void admit(brt_sched *s, int32_t pi)
             continue;
         }
         scanned++;
-        if (p->n_active >= s->o.max_jobs)
-            break;
-        if (!fits(s, p, j))
+        int32_t best = -1;
+        for (int32_t pi = 0; pi < s->o.n_pipelines; pi++) {
+            pipeline *p = &s->pipes[pi];
+            if (p->n_active >= s->o.max_jobs || !fits(s, p, j))
+                continue;
+            if (best < 0 || p->load < s->pipes[best].load)
+                best = pi;
+        }
+        if (best < 0)
             continue;
+        pipeline *p = &s->pipes[best];
         for (int32_t st = 0; st < s->o.n_stages; st++)
             p->used[st] += j->reserved[st];
         j->status = BRT_JOB_RUNNING;
-        j->pipeline = pi;
+        j->pipeline = best;
         j->t_admit = brt_now();
+        j->work_left = j->prompt_len + j->max_new;
+        p->load += j->work_left;
         active_add(p, j);
         p->n_active++;
+        s->n_running++;
         if (i == s->next_queued)
             s->next_queued++;
     }
@@ -418,6 +446,12 @@ static int plan_job(brt_sched *s, brt_job *j, int32_t room, brt_step *st)
             }
     }
     s->tokens_planned += st->n_raw;
+    if (j->pipeline >= 0) { /* the generated token of a decode step was counted when it came */
+        const int64_t fresh = st->n_raw - (fed0 >= j->prompt_len ? st->n_raw : 0);
+        s->pipes[j->pipeline].tokens += st->n_raw;
+        s->pipes[j->pipeline].load -= fresh;
+        j->work_left -= fresh;
+    }
     if (j->t_first == 0)
         j->t_first = brt_now();
     return 1;
@@ -429,7 +463,7 @@ int brt_sched_next(brt_sched *s, int32_t pi, brt_microbatch **out)
     *out = NULL;
     if (p->inflight >= s->o.max_inflight)
         return 0;
-    admit(s, pi);
+    admit(s);
     brt_microbatch *mb = calloc(1, sizeof *mb);
     if (!mb)
         return 0;
@@ -591,6 +625,8 @@ brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res,
         }
         if (st->logits & (BRT_LOGITS_SCORE | BRT_LOGITS_FULL))
             j->scored += st->n_raw;
+        j->tokens_done += st->n_raw;
+        s->tokens_done += st->n_raw;
         if (st->logits & BRT_LOGITS_SAMPLE) {
             int32_t tok = r->sampled;
             if (tok < 0 || tok >= s->cfg.vocab_size) {
@@ -602,7 +638,11 @@ brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res,
                 memcpy(j->gen_top + (int64_t)j->n_gen * k, r->sampled_top, (size_t)k * sizeof(brt_tok_lp));
             j->tokens[j->n_tokens++] = tok;
             j->n_gen++;
-            if (tok == s->cfg.eos_id && !j->ignore_eos)
+            s->pipes[pi].load--;
+            j->work_left--;
+            if (j->source && j->source->on_token)
+                j->source->on_token(j->source, j);
+            if (brt_job_is_stop_token(s, j, tok))
                 j->finish_reason = "stop";
             else if (check_stop(s, j))
                 j->finish_reason = "stop";
@@ -630,6 +670,30 @@ brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res,
     return BRT_OK;
 }
 
+brt_status brt_sched_cancel(brt_sched *s, uint64_t job_id, brt_err *err)
+{
+    brt_job *j = brt_u64map_get(&s->by_id, job_id);
+    if (!j || (j->status != BRT_JOB_QUEUED && j->status != BRT_JOB_RUNNING))
+        return brt_errf(err, BRT_ERR_NOT_FOUND, "job %llu has ended", (unsigned long long)job_id);
+    snprintf(j->error, sizeof j->error, "cancelled");
+    j->err_status = BRT_ERR_INVALID;
+    j->status = BRT_JOB_CANCELLED;
+    job_finish(s, j);
+    return BRT_OK;
+}
+
+int brt_job_is_stop_token(const brt_sched *s, const brt_job *j, int32_t tok)
+{
+    if (j->ignore_eos)
+        return 0;
+    if (tok == s->cfg.eos_id)
+        return 1;
+    for (int i = 0; i < BRT_JOB_STOP_IDS; i++)
+        if (j->stop_ids[i] >= 0 && tok == j->stop_ids[i])
+            return 1;
+    return 0;
+}
+
 void brt_sched_halt(brt_sched *s, const brt_err *why)
 {
     if (s->halt.status == BRT_OK && why->status != BRT_OK)
@@ -639,6 +703,12 @@ void brt_sched_halt(brt_sched *s, const brt_err *why)
 int64_t brt_sched_jobs_total(const brt_sched *s) { return s->n_jobs; }
 int64_t brt_sched_jobs_finished(const brt_sched *s) { return s->n_finished; }
 int brt_sched_idle(const brt_sched *s) { return s->n_finished == s->n_jobs; }
+int64_t brt_sched_jobs_running(const brt_sched *s) { return s->n_running; }
+int64_t brt_sched_jobs_queued(const brt_sched *s) { return s->n_jobs - s->n_finished - s->n_running; }
+int64_t brt_sched_pipeline_load(const brt_sched *s, int32_t pi) { return s->pipes[pi].load; }
+int32_t brt_sched_pipeline_jobs(const brt_sched *s, int32_t pi) { return s->pipes[pi].n_active; }
+int64_t brt_sched_pipeline_tokens(const brt_sched *s, int32_t pi) { return s->pipes[pi].tokens; }
 int32_t brt_sched_inflight(const brt_sched *s, int32_t pi) { return s->pipes[pi].inflight; }
 int64_t brt_sched_tokens_processed(const brt_sched *s) { return s->tokens_planned; }
 int64_t brt_sched_tokens_total(const brt_sched *s) { return s->tokens_total; }
+int64_t brt_sched_tokens_done(const brt_sched *s) { return s->tokens_done; }

@@ -19,6 +19,7 @@
 #include "engine/step.h"
 #include "model/config.h"
 #include "model/tokenizer.h"
+#include "sched/source.h"
 
 typedef struct brt_sched brt_sched;
 
@@ -38,14 +39,20 @@ typedef struct brt_job_spec {
     const char *const *stop;   /* stop strings (needs a tokenizer) */
     int n_stop;
     void *user;                /* returned with the job */
+    brt_source *source;        /* told of the job's tokens and end; NULL: the scheduler's on_done */
+    int32_t stop_ids[4];       /* [n_stop_ids] tokens besides EOS that end generation (a chat turn's end) */
+    int n_stop_ids;
 } brt_job_spec;
 
-typedef enum { BRT_JOB_QUEUED = 0, BRT_JOB_RUNNING, BRT_JOB_DONE, BRT_JOB_FAILED } brt_job_status;
+#define BRT_JOB_STOP_IDS 4
+
+typedef enum { BRT_JOB_QUEUED = 0, BRT_JOB_RUNNING, BRT_JOB_DONE, BRT_JOB_FAILED, BRT_JOB_CANCELLED } brt_job_status;
 
 typedef struct brt_job {
     uint64_t id;
     char *name;
     void *user;
+    brt_source *source;
     brt_job_status status;
     brt_status err_status;
     char error[512];
@@ -59,6 +66,7 @@ typedef struct brt_job {
     int32_t logprobs, echo, full_logits, ignore_eos;
     char **stop;
     int n_stop;
+    int32_t stop_ids[BRT_JOB_STOP_IDS]; /* -1 unused */
     const char *finish_reason;  /* "length" | "stop" */
     int64_t text_cut;           /* bytes of generated text to keep when a stop string matched (-1: all) */
     brt_buf gen_text;           /* the generated text so far (only with stop strings) */
@@ -76,6 +84,8 @@ typedef struct brt_job {
     int64_t *reserved;          /* [n_stages] bytes */
     double t_admit, t_first, t_done;
     int64_t slot;               /* index in the scheduler's job list */
+    int64_t work_left;          /* tokens still to plan or generate (counted in its pipeline's load) */
+    int64_t tokens_done;        /* rows whose results came back */
     struct brt_job *next_active, *prev_active;
 } brt_job;
 
@@ -105,12 +115,18 @@ void brt_sched_destroy(brt_sched *s);
  * with status FAILED; with free_done, *out is then NULL); only allocation failures of the
  * scheduler itself fail the call. */
 brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *spec, brt_job **out, brt_err *err);
+/* Does this token end the job's generation (EOS unless ignored, or one of its stop ids)? */
+int brt_job_is_stop_token(const brt_sched *s, const brt_job *job, int32_t token);
 
 /* The next micro-batch for a pipeline (0 = nothing to send now). The micro-batch stays owned by
  * the scheduler until its results come back (or brt_sched_abandon). */
 int brt_sched_next(brt_sched *s, int32_t pipeline, brt_microbatch **mb);
 /* Results of a micro-batch from the pipeline's last stage (one per step, in step order). */
 brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res, int32_t n, brt_err *err);
+/* Cancel a job (its client went away): a queued job never starts, a running one stops and its
+ * state is freed on every stage with the pipeline's next micro-batch. Its source's on_done sees
+ * status BRT_JOB_CANCELLED. BRT_ERR_NOT_FOUND when the job has ended already. */
+brt_status brt_sched_cancel(brt_sched *s, uint64_t job_id, brt_err *err);
 /* Ends the run from an on_done callback that cannot keep a result (the output cannot be
  * written): the brt_sched_results call that finished the job returns this error, so the driver
  * stops instead of computing results that would be lost. The first halt wins. */
@@ -118,9 +134,17 @@ void brt_sched_halt(brt_sched *s, const brt_err *why);
 
 int64_t brt_sched_jobs_total(const brt_sched *s);
 int64_t brt_sched_jobs_finished(const brt_sched *s);
+int64_t brt_sched_jobs_queued(const brt_sched *s);  /* submitted, not admitted yet */
+int64_t brt_sched_jobs_running(const brt_sched *s);
+/* Tokens admitted to a pipeline and not yet processed: what the replica has left to do. */
+int64_t brt_sched_pipeline_load(const brt_sched *s, int32_t pipeline);
+int32_t brt_sched_pipeline_jobs(const brt_sched *s, int32_t pipeline);
+/* Tokens processed per pipeline since the start (the run summary's per-replica work). */
+int64_t brt_sched_pipeline_tokens(const brt_sched *s, int32_t pipeline);
 int brt_sched_idle(const brt_sched *s);        /* all submitted jobs finished */
 int32_t brt_sched_inflight(const brt_sched *s, int32_t pipeline);
 int64_t brt_sched_tokens_processed(const brt_sched *s); /* raw token rows planned */
+int64_t brt_sched_tokens_done(const brt_sched *s);      /* ... whose results came back (ended jobs: all theirs) */
 int64_t brt_sched_tokens_total(const brt_sched *s);     /* prompt + max_new of all jobs */
 void brt_sched_free_job(brt_sched *s, brt_job *job);    /* after on_done, when done with it */
 

@@ -1,4 +1,4 @@
-/* Batch JSONL parsing, result-line formatting and the results journal (runtime/sched/batchio). */
+/* Batch JSONL parsing, result-line formatting and the results journal (runtime/api: request, batch_file, response, journal). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sched/batchio.h"
+#include "api/batch_file.h"
+#include "api/journal.h"
+#include "api/response.h"
 
 #define LINE(body) "{\"custom_id\":\"c1\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":" body "}"
 
@@ -239,9 +241,18 @@ static void parse_rejects_bad_lines_naming_line_and_field(void **state)
                   BRT_ERR_INVALID, "method", "c1");
     expect_reject("{\"custom_id\":\"c1\",\"url\":\"/v1/completions\",\"body\":{\"prompt\":\"x\"}}",
                   BRT_ERR_INVALID, "method is missing", "c1");
+    expect_reject("{\"custom_id\":\"c1\",\"method\":\"POST\",\"url\":\"/v1/embeddings\","
+                  "\"body\":{\"input\":\"x\"}}",
+                  BRT_ERR_UNSUPPORTED, "url", "c1");
     expect_reject("{\"custom_id\":\"c1\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
                   "\"body\":{\"prompt\":\"x\"}}",
-                  BRT_ERR_UNSUPPORTED, "url", "c1");
+                  BRT_ERR_INVALID, "body.prompt belongs to /v1/completions", "c1");
+    expect_reject("{\"custom_id\":\"c1\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+                  "\"body\":{\"max_tokens\":3}}",
+                  BRT_ERR_INVALID, "body.messages is missing", "c1");
+    expect_reject("{\"custom_id\":\"c1\",\"method\":\"POST\",\"url\":\"/v1/completions\","
+                  "\"body\":{\"prompt\":\"x\",\"stream\":true}}",
+                  BRT_ERR_UNSUPPORTED, "body.stream", "c1");
     expect_reject("{\"custom_id\":\"c1\",\"method\":\"POST\",\"body\":{\"prompt\":\"x\"}}",
                   BRT_ERR_INVALID, "url is missing", "c1");
     expect_reject("{\"custom_id\":\"c1\",\"method\":\"POST\",\"url\":\"/v1/completions\"}",
@@ -455,7 +466,8 @@ static void format_success_without_logprobs_is_exact(void **state)
         "\"request_id\":\"req_doc-1\",\"body\":{\"id\":\"cmpl-doc-1\",\"object\":\"text_completion\","
         "\"created\":1700000000,\"model\":\"tinystories-260K\",\"choices\":[{\"index\":0,"
         "\"text\":\"Once upon a time\\n\\\"there\\\"\",\"finish_reason\":\"length\",\"logprobs\":null}],"
-        "\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":16,\"total_tokens\":21}}},"
+        "\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":16,\"total_tokens\":21,"
+        "\"prompt_tokens_details\":{\"cached_tokens\":0}}}},"
         "\"error\":null}\n");
     json_decref(load(line));
     free(line);

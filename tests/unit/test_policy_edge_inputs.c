@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dist/node.h"
+#include "cluster/node.h"
 #include "model/config.h"
 #include "model/safetensors.h"
 #include "sched/sched.h"

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
-#include "dist/transport.h"
+#include "cluster/transport.h"
 
 #define TAG_ENV 100
 #define TAG_DATA 101

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dist/transport.h"
+#include "cluster/transport.h"
 #include "engine/step.h"
 
 struct ProtobufCMessage;

@@ -11,8 +11,8 @@
 #include "base/hash.h"
 #include "base/log.h"
 #include "brt.pb-c.h"
-#include "dist/node.h"
-#include "dist/wire.h"
+#include "cluster/node.h"
+#include "cluster/wire.h"
 
 static uint64_t config_hash(const brt_node *n)
 {

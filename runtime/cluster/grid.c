@@ -1,4 +1,4 @@
-#include "dist/grid.h"
+#include "cluster/grid.h"
 
 #include <string.h>
 

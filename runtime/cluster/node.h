@@ -8,8 +8,8 @@
 
 #include <stdint.h>
 
-#include "dist/grid.h"
-#include "dist/transport.h"
+#include "cluster/grid.h"
+#include "cluster/transport.h"
 #include "engine/stage.h"
 #include "model/model.h"
 #include "sched/sched.h"
@@ -50,6 +50,10 @@ typedef struct brt_node {
     double t_start;
     double last_beat;         /* rank 0: when the last heartbeat went out */
     int link;                 /* this rank's pipeline moves hidden states over the device link */
+    brt_source *sources[4];   /* rank 0: where jobs come from (brt_node_add_source) */
+    int n_sources;
+    int graceful;             /* rank 0: the first SIGTERM/SIGINT asks the sources to stop (serve) */
+    volatile int stop_signal; /* the signal that asked it (0: none) */
     int32_t gpu;              /* the GPU this rank computes on (-1: none) */
     struct brt_trace_buf *trace;
 } brt_node;
@@ -60,6 +64,10 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
  * free_done: jobs are freed once on_done has seen them (batch runs). */
 brt_status brt_node_start_sched(brt_node *n, brt_job_done_fn on_done, void *ctx, brt_err *err);
 brt_status brt_node_start_sched_ex(brt_node *n, brt_job_done_fn on_done, void *ctx, int free_done, brt_err *err);
+/* Rank 0: a job source the run polls (at most 4). */
+brt_status brt_node_add_source(brt_node *n, brt_source *src, brt_err *err);
+/* Every rank: run until every source is closed and every job has ended (rank 0), or until rank 0
+ * says stop (the others). */
 brt_status brt_node_run(brt_node *n, brt_err *err);
 /* Rank 0, during long work before brt_node_run (reading and tokenizing a large batch): keep the
  * waiting ranks from timing out (sends a heartbeat at most every few seconds). */

@@ -1,4 +1,4 @@
-#include "dist/wire.h"
+#include "cluster/wire.h"
 
 #include <math.h>
 #include <stdio.h>
