@@ -98,6 +98,10 @@ static void bs_on_done(brt_source *src, brt_job *job)
 {
     brt_batch_source *b = src->impl;
     const brt_request *r = job->user;
+    if (job->status == BRT_JOB_CANCELLED) { /* a server stopping: nothing written, the rerun does it */
+        b->st.cancelled++;
+        return;
+    }
     if (job->status != BRT_JOB_DONE) {
         write_error(b, job->name, job->err_status ? job->err_status : BRT_ERR_INTERNAL, job->error);
         return;
@@ -118,6 +122,14 @@ static void bs_on_done(brt_source *src, brt_job *job)
         b->st.prompt_tokens += job->prompt_len;
     }
     brt_api_result_free(&res);
+}
+
+/* SIGTERM on a server: submit nothing more, and what has not started is left for the rerun. */
+static void bs_stop(brt_source *src, brt_sched *s)
+{
+    brt_batch_source *b = src->impl;
+    b->next = b->batch.n;
+    brt_sched_cancel_queued(s, src); /* on_done counts them */
 }
 
 static int bs_closed(brt_source *src)
@@ -155,7 +167,7 @@ brt_status brt_batch_source_open(const char *input, const char *output, brt_api_
     b->st.refused = b->batch.n_bad;
     b->st.done_before = brt_journal_n_done(b->journal);
     b->st.truncated = brt_journal_truncated_bytes(b->journal);
-    b->base = (brt_source){"batch file", bs_poll, NULL, bs_on_done, bs_closed, bs_pending, NULL, b};
+    b->base = (brt_source){"batch file", bs_poll, NULL, bs_on_done, bs_stop, bs_closed, bs_pending, NULL, b};
     *out = b;
     return BRT_OK;
 }

@@ -20,6 +20,7 @@ typedef struct brt_batch_stats {
     size_t truncated;           /* bytes of a torn last line cut from the output */
     int64_t submitted, ok, failed, prompt_tokens, gen_tokens;
     int64_t lost;               /* results that could not be written */
+    int64_t cancelled;          /* not finished when a server stopped: left for the rerun */
     brt_err io_err;             /* status != OK: the first output write that failed (the run stops) */
 } brt_batch_stats;
 

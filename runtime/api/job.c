@@ -142,6 +142,7 @@ brt_status brt_api_job_spec(brt_api_model *am, const brt_request *r, const char 
     spec->seed = r->has_seed ? r->seed : brt_fnv1a(BRT_FNV_INIT, id, strlen(id));
     spec->logprobs = r->logprobs;
     spec->echo = r->echo;
+    spec->ignore_eos = r->ignore_eos;
     spec->stop = (const char *const *)r->stop;
     spec->n_stop = r->n_stop;
     spec->user = (void *)r;

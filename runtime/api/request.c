@@ -233,6 +233,15 @@ static brt_status parse_body_field(const char *key, const json_t *v, const where
     }
     if (!strcmp(key, "stop"))
         return parse_stop(v, W, r, err);
+    if (!strcmp(key, "ignore_eos")) {
+        if (json_is_null(v))
+            return BRT_OK;
+        if (!json_is_boolean(v))
+            return brt_errf(err, BRT_ERR_INVALID, "%signore_eos must be a boolean, got %s", W->body,
+                            brt_json_type_name(v));
+        r->ignore_eos = json_is_true(v);
+        return BRT_OK;
+    }
     if (!strcmp(key, "echo")) {
         if (json_is_null(v))
             return BRT_OK;
@@ -337,9 +346,9 @@ static brt_status parse_body_field(const char *key, const json_t *v, const where
     return brt_errf(err, BRT_ERR_INVALID,
                     r->kind == BRT_API_CHAT
                         ? "%sunknown field body.%s (supported: model, messages, max_tokens, max_completion_tokens, "
-                          "temperature, top_p, seed, stop, logprobs, top_logprobs, stream, stream_options, user)"
+                          "temperature, top_p, seed, stop, logprobs, top_logprobs, ignore_eos, stream, stream_options, user)"
                         : "%sunknown field body.%s (supported: model, prompt, max_tokens, temperature, top_p, seed, "
-                          "stop, echo, logprobs, stream, stream_options, user)",
+                          "stop, echo, logprobs, ignore_eos, stream, stream_options, user)",
                     W->line, key);
 }
 

@@ -15,6 +15,7 @@ int cmd_logits(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Flags every model-running command takes (model, policy knobs, resources). */
 typedef struct cli_common {

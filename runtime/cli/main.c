@@ -16,6 +16,7 @@ static const char *const k_usage =
     "  generate   continue one prompt (text, file or token ids)\n"
     "  logits     logits at every position of one input (the numerical contract)\n"
     "  run        batch jobs (OpenAI Batch JSONL in and out, journal/resume), under mpirun/srun\n"
+    "  serve      an OpenAI-compatible HTTP API (completions, chat, streaming, metrics), under mpirun/srun\n"
     "  inspect    model facts: architecture, parameters, memory for a document length\n"
     "  plan       per-stage layers, memory and how many long jobs a deployment holds\n"
     "  version    print the version\n";
@@ -30,6 +31,7 @@ int main(int argc, char **argv)
     int (*fn)(int, char **) = !strcmp(cmd, "generate") ? cmd_generate
                               : !strcmp(cmd, "logits") ? cmd_logits
                               : !strcmp(cmd, "run")    ? cmd_run
+                              : !strcmp(cmd, "serve")  ? cmd_serve
                                                        : NULL;
     if (fn) {
         int help = 0;

@@ -30,8 +30,12 @@ static brt_status coordinator_msg(brt_node *n, brt_msg *m, brt_err *err)
         uint64_t id;
         brt_step_result *r;
         int32_t nr;
-        st = brt_wire_unpack_results(m->hdr, m->hdr_len, m->payload, m->payload_len, m->src, &id, &r, &nr, err);
+        brt_stage_stat stats[BRT_MB_STATS];
+        int32_t n_stats;
+        st = brt_wire_unpack_results(m->hdr, m->hdr_len, m->payload, m->payload_len, m->src, &id, &r, &nr, stats,
+                                     &n_stats, err);
         if (st == BRT_OK) {
+            brt_node_record_stats(n, stats, n_stats);
             st = brt_sched_results(n->sched, id, r, nr, err);
             for (int32_t i = 0; i < nr; i++)
                 brt_step_result_free(&r[i]);
@@ -48,6 +52,21 @@ static brt_status coordinator_msg(brt_node *n, brt_msg *m, brt_err *err)
     return st;
 }
 
+void brt_node_record_stats(brt_node *n, const brt_stage_stat *st, int32_t count)
+{
+    for (int32_t i = 0; i < count; i++) {
+        int k = 0;
+        while (k < n->n_stats && (n->stats[k].pipeline != st[i].pipeline || n->stats[k].stage != st[i].stage))
+            k++;
+        if (k == n->n_stats) {
+            if (n->n_stats == (int)(sizeof n->stats / sizeof n->stats[0]))
+                continue;
+            n->n_stats++;
+        }
+        n->stats[k] = st[i];
+    }
+}
+
 /* Every source closed (no job will come)? */
 static int sources_closed(brt_node *n)
 {
@@ -57,8 +76,34 @@ static int sources_closed(brt_node *n)
     return 1;
 }
 
+/* SIGTERM on a server: the sources stop taking work at once, and what is still running when the
+ * drain ends is cancelled (a stream ends with an error event, a batch job is left for the rerun). */
+static void drain(brt_node *n)
+{
+    if (!n->graceful || !n->stop_signal)
+        return;
+    if (n->drain_end == 0) {
+        n->drain_end = brt_now() + n->drain_seconds;
+        brt_log_info("signal %d: taking no new work; %lld jobs running or queued get %.0fs to finish (a second "
+                     "signal stops at once)",
+                     n->stop_signal,
+                     (long long)(brt_sched_jobs_total(n->sched) - brt_sched_jobs_finished(n->sched)),
+                     n->drain_seconds);
+        for (int i = 0; i < n->n_sources; i++)
+            if (n->sources[i]->stop)
+                n->sources[i]->stop(n->sources[i], n->sched);
+    } else if (n->drain_end > 0 && brt_now() >= n->drain_end) {
+        const int64_t left = brt_sched_cancel_all(n->sched);
+        if (left)
+            brt_log_warn("drain: %.0fs are up; cancelled the %lld jobs still running", n->drain_seconds,
+                         (long long)left);
+        n->drain_end = -1; /* once */
+    }
+}
+
 static brt_status poll_sources(brt_node *n, brt_err *err)
 {
+    drain(n);
     for (int i = 0; i < n->n_sources; i++)
         BRT_TRY(n->sources[i]->poll(n->sources[i], n->sched, err));
     return BRT_OK;
@@ -69,7 +114,10 @@ static brt_status poll_sources(brt_node *n, brt_err *err)
 static brt_status idle_wait(brt_node *n, int inflight, double *last_msg, brt_err *err)
 {
     const int world = n->grid.world;
-    const double slice = n->n_sources && !sources_closed(n) ? 0.002 : 1.0;
+    /* with other ranks, alternate short waits on MPI and on the sources; alone, wait on the sources
+     * (they wake up at once when a request arrives) */
+    const int open = n->n_sources && !sources_closed(n);
+    const double slice = !open ? 1.0 : world > 1 ? 0.002 : 0.5;
     if (n->tr && world > 1) {
         brt_msg m;
         int got;

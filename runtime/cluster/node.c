@@ -194,7 +194,7 @@ void brt_node_abort_others(brt_node *n)
 
 brt_status brt_node_run(brt_node *n, brt_err *err)
 {
-    brt_rank_signals(n->grid.rank == 0 && n->graceful ? &n->stop_signal : NULL);
+    brt_rank_signals(n->graceful ? &n->stop_signal : NULL); /* stage ranks: rank 0 drains, then stops them */
     brt_status st = n->grid.rank == 0 ? brt_node_run_coordinator(n, err) : brt_node_run_stage_rank(n, err);
     if (st != BRT_OK && n->tr && n->grid.world > 1) {
         char what[BRT_ERR_MSG_MAX + 64];

@@ -52,7 +52,12 @@ typedef struct brt_node {
     int link;                 /* this rank's pipeline moves hidden states over the device link */
     brt_source *sources[4];   /* rank 0: where jobs come from (brt_node_add_source) */
     int n_sources;
-    int graceful;             /* rank 0: the first SIGTERM/SIGINT asks the sources to stop (serve) */
+    int graceful;             /* the first SIGTERM/SIGINT asks the sources to stop and the jobs to end
+                                 within drain_seconds (serve); the stage ranks wait for rank 0 */
+    double drain_seconds;     /* rank 0, graceful: then cancel what is still running */
+    double drain_end;         /* rank 0: when the drain ends (0: not draining) */
+    brt_stage_stat stats[64]; /* rank 0: every stage's newest figures (from results) */
+    int n_stats;
     volatile int stop_signal; /* the signal that asked it (0: none) */
     int32_t gpu;              /* the GPU this rank computes on (-1: none) */
     struct brt_trace_buf *trace;

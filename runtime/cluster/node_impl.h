@@ -37,6 +37,8 @@ brt_status brt_node_run_mb(brt_node *n, brt_microbatch *mb, brt_step_result **re
 brt_status brt_node_run_stage_rank(brt_node *n, brt_err *err);
 /* World rank 0 (coordinator.c). */
 brt_status brt_node_run_coordinator(brt_node *n, brt_err *err);
+/* Rank 0: keep the stages' newest figures. */
+void brt_node_record_stats(brt_node *n, const brt_stage_stat *st, int32_t count);
 /* Bring the job down after printing why (every rank). */
 void brt_node_abort_job(brt_node *n, const char *what);
 

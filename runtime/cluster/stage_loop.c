@@ -23,8 +23,6 @@ static brt_status grow_results(brt_step_result **res, int32_t *cap, int32_t n, b
 
 /* Forward through this rank's stage and pass it on: to the next stage, or the results to the
  * coordinator (or straight into the scheduler when the coordinator is this rank). */
-/* Forward through this rank's stage and pass it on: to the next stage, or the results to the
- * coordinator (or straight into the scheduler when the coordinator is this rank). */
 brt_status brt_node_run_mb(brt_node *n, brt_microbatch *mb, brt_step_result **res, int32_t *res_cap, brt_err *err)
 {
     brt_rank_status("running micro-batch %llu (%d steps, %d rows) on stage %d of pipeline %d", (unsigned long long)mb->id,
@@ -34,14 +32,24 @@ brt_status brt_node_run_mb(brt_node *n, brt_microbatch *mb, brt_step_result **re
     BRT_TRY(brt_stage_forward(n->stage, mb, *res, err));
     brt_trace_add(n, mb, t0, brt_now());
     const int last = n->grid.my_pp == n->grid.pp - 1;
+    if (mb->n_stats < BRT_MB_STATS) { /* this stage's figures travel on with the micro-batch */
+        brt_stage_stat *ss = &mb->stats[mb->n_stats++];
+        int64_t mbs;
+        brt_stage_stats(n->stage, &ss->busy_s, &mbs);
+        *ss = (brt_stage_stat){n->grid.rank, n->grid.my_dp, n->grid.my_pp, ss->busy_s, brt_now() - n->t_start,
+                               brt_stage_kv_used(n->stage), n->kv_budget};
+    }
     const int32_t n_steps = mb->n_steps; /* the scheduler frees mb when it takes the results */
     brt_status st = BRT_OK;
-    if (last && n->grid.rank == 0)
+    if (last && n->grid.rank == 0) {
+        brt_node_record_stats(n, mb->stats, mb->n_stats);
         st = brt_sched_results(n->sched, mb->id, *res, n_steps, err);
+    }
     else if (last) {
         void *hdr, *pl;
         size_t hl, pll;
-        st = brt_wire_pack_results(mb->id, n->grid.rank, *res, mb->n_steps, &hdr, &hl, &pl, &pll, err);
+        st = brt_wire_pack_results(mb->id, n->grid.rank, *res, mb->n_steps, mb->stats, mb->n_stats, &hdr, &hl, &pl,
+                                   &pll, err);
         if (st == BRT_OK)
             st = n->tr->send(n->tr, 0, BRT_TAG_RESULTS, hdr, hl, pl, pll, err);
     } else if (n->link) { /* the header over MPI, the hidden states GPU to GPU */

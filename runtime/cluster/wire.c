@@ -8,8 +8,36 @@
 #include "brt.pb-c.h"
 #include "engine/policy.h"
 
+/* Stage figures to and from the wire (the caller frees *out's array). */
+static Brt__StageStat **stats_out(const brt_stage_stat *st, int32_t n, Brt__StageStat *store)
+{
+    Brt__StageStat **p = calloc((size_t)(n ? n : 1), sizeof *p);
+    for (int32_t i = 0; p && i < n; i++) {
+        brt__stage_stat__init(&store[i]);
+        store[i].rank = st[i].rank;
+        store[i].pipeline = st[i].pipeline;
+        store[i].stage = st[i].stage;
+        store[i].busy_seconds = st[i].busy_s;
+        store[i].wall_seconds = st[i].wall_s;
+        store[i].kv_used = st[i].kv_used;
+        store[i].kv_budget = st[i].kv_budget;
+        p[i] = &store[i];
+    }
+    return p;
+}
+
+static int32_t stats_in(Brt__StageStat *const *w, size_t n, brt_stage_stat *out)
+{
+    int32_t k = 0;
+    for (size_t i = 0; i < n && k < BRT_MB_STATS; i++)
+        out[k++] = (brt_stage_stat){w[i]->rank, w[i]->pipeline, w[i]->stage, w[i]->busy_seconds, w[i]->wall_seconds,
+                                    w[i]->kv_used, w[i]->kv_budget};
+    return k;
+}
+
 brt_status brt_wire_pack_mb(const brt_microbatch *mb, int32_t hidden_dim, void **buf, size_t *len, brt_err *err)
 {
+    Brt__StageStat store[BRT_MB_STATS];
     Brt__MicroBatch m = BRT__MICRO_BATCH__INIT;
     m.version = BRT_WIRE_VERSION;
     m.id = mb->id;
@@ -60,10 +88,13 @@ brt_status brt_wire_pack_mb(const brt_microbatch *mb, int32_t hidden_dim, void *
     }
     m.n_steps = (size_t)mb->n_steps;
     m.steps = sp;
+    m.stats = stats_out(mb->stats, mb->n_stats, store);
+    m.n_stats = m.stats ? (size_t)mb->n_stats : 0;
     *len = brt__micro_batch__get_packed_size(&m);
     *buf = malloc(*len ? *len : 1);
     if (*buf)
         brt__micro_batch__pack(&m, *buf);
+    free(m.stats);
     free(steps);
     free(sp);
     return *buf ? BRT_OK : brt_errf(err, BRT_ERR_NOMEM, "out of memory");
@@ -116,6 +147,7 @@ brt_status brt_wire_unpack_mb(const void *buf, size_t len, int32_t src, brt_micr
     mb->n_rows = m->n_rows;
     *hidden_dim = m->hidden_dim;
     mb->device_payload = m->device_payload;
+    mb->n_stats = stats_in(m->stats, m->n_stats, mb->stats);
     mb->steps = calloc(m->n_steps ? m->n_steps : 1, sizeof *mb->steps);
     mb->release = malloc((m->n_release ? m->n_release : 1) * sizeof *mb->release);
     if (!mb->steps || !mb->release) {
@@ -211,13 +243,19 @@ static void split_top(const brt_tok_lp *t, size_t n, int32_t **tok, float **lp)
     }
 }
 
-brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_result *res, int32_t n, void **hdr,
-                                 size_t *hdr_len, void **payload, size_t *payload_len, brt_err *err)
+brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_result *res, int32_t n,
+                                 const brt_stage_stat *stats, int32_t n_stats, void **hdr, size_t *hdr_len,
+                                 void **payload, size_t *payload_len, brt_err *err)
 {
     Brt__Results m = BRT__RESULTS__INIT;
     m.version = BRT_WIRE_VERSION;
     m.mb_id = mb_id;
     m.rank = rank;
+    Brt__StageStat store[BRT_MB_STATS];
+    if (n_stats > BRT_MB_STATS)
+        n_stats = BRT_MB_STATS;
+    m.stats = stats_out(stats, n_stats, store);
+    m.n_stats = m.stats ? (size_t)n_stats : 0;
     Brt__StepResult *rs = calloc((size_t)(n ? n : 1), sizeof *rs);
     Brt__StepResult **rp = calloc((size_t)(n ? n : 1), sizeof *rp);
     void **tmp = calloc((size_t)(n ? n : 1) * 4, sizeof *tmp);
@@ -283,6 +321,7 @@ brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_re
     free(tmp);
     free(rs);
     free(rp);
+    free(m.stats);
     if (!*hdr) {
         free(*payload);
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
@@ -291,10 +330,12 @@ brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_re
 }
 
 brt_status brt_wire_unpack_results(const void *hdr, size_t hdr_len, const void *payload, size_t payload_len,
-                                   int32_t src, uint64_t *mb_id, brt_step_result **out, int32_t *n, brt_err *err)
+                                   int32_t src, uint64_t *mb_id, brt_step_result **out, int32_t *n,
+                                   brt_stage_stat *stats, int32_t *n_stats, brt_err *err)
 {
     *out = NULL;
     *n = 0;
+    *n_stats = 0;
     Brt__Results *m = brt__results__unpack(NULL, hdr_len, hdr);
     if (!m)
         return brt_errf(err, BRT_ERR_COMM, "rank %d sent results that do not parse (%zu bytes)", src, hdr_len);
@@ -304,6 +345,7 @@ brt_status brt_wire_unpack_results(const void *hdr, size_t hdr_len, const void *
                         BRT_WIRE_VERSION);
     }
     brt_status st = BRT_OK;
+    *n_stats = stats_in(m->stats, m->n_stats, stats);
     brt_step_result *res = calloc(m->n_results ? m->n_results : 1, sizeof *res);
     if (!res) {
         brt__results__free_unpacked(m, NULL);

@@ -25,9 +25,12 @@ brt_status brt_wire_send_pb(brt_transport *tr, int32_t dst, int32_t tag, const s
                             size_t payload_len, brt_err *err);
 
 /* Results of a micro-batch; full logits rows travel in the payload. */
-brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_result *res, int32_t n, void **hdr,
-                                 size_t *hdr_len, void **payload, size_t *payload_len, brt_err *err);
+brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_result *res, int32_t n,
+                                 const brt_stage_stat *stats, int32_t n_stats, void **hdr, size_t *hdr_len,
+                                 void **payload, size_t *payload_len, brt_err *err);
+/* stats: up to BRT_MB_STATS figures of the pipeline's stages (*n_stats of them). */
 brt_status brt_wire_unpack_results(const void *hdr, size_t hdr_len, const void *payload, size_t payload_len,
-                                   int32_t src, uint64_t *mb_id, brt_step_result **res, int32_t *n, brt_err *err);
+                                   int32_t src, uint64_t *mb_id, brt_step_result **res, int32_t *n,
+                                   brt_stage_stat *stats, int32_t *n_stats, brt_err *err);
 
 #endif

@@ -53,6 +53,15 @@ typedef struct brt_step {
     char error[200];       /* why the step failed (with BRT_STEP_FAILED) */
 } brt_step;
 
+/* A stage's figures as a micro-batch leaves it (the coordinator's /metrics). */
+typedef struct brt_stage_stat {
+    int32_t rank, pipeline, stage;
+    double busy_s, wall_s;
+    int64_t kv_used, kv_budget;
+} brt_stage_stat;
+
+#define BRT_MB_STATS 32 /* stages whose figures a micro-batch carries */
+
 /* A micro-batch: steps of distinct jobs, rows concatenated in step order. */
 typedef struct brt_microbatch {
     uint64_t id;
@@ -63,6 +72,8 @@ typedef struct brt_microbatch {
     int32_t n_release;
     uint64_t *release;     /* jobs whose state every stage frees before running the steps */
     int32_t device_payload;/* on the wire: the hidden states follow over the device link */
+    brt_stage_stat stats[BRT_MB_STATS]; /* the stages it went through */
+    int32_t n_stats;
 } brt_microbatch;
 
 /* What the last stage returns for one step (brt_tok_lp: kernels.h). */

@@ -27,8 +27,10 @@ struct brt_sched {
     brt_sched_opts o;
     brt_model_config cfg;
     const brt_policy_ops *pol;
-    brt_job **jobs;         /* every job, submission order */
-    int64_t n_jobs, cap_jobs, next_queued, n_finished, n_running;
+    brt_job **jobs;         /* [n_slots] jobs not yet freed, submission order (NULL: freed, until
+                               compacted so that a server's array stays the size of its live jobs) */
+    int64_t n_slots, cap_slots, next_queued;
+    int64_t n_jobs, n_finished, n_running; /* submitted ever, ended, running */
     brt_u64map by_id;
     brt_u64map inflight;    /* micro-batch id -> brt_microbatch */
     pipeline *pipes;
@@ -95,7 +97,7 @@ static void job_free(brt_job *j)
 
 void brt_sched_free_job(brt_sched *s, brt_job *job)
 {
-    if (job->slot >= 0 && job->slot < s->n_jobs && s->jobs[job->slot] == job)
+    if (job->slot >= 0 && job->slot < s->n_slots && s->jobs[job->slot] == job)
         s->jobs[job->slot] = NULL;
     brt_u64map_del(&s->by_id, job->id);
     job_free(job);
@@ -105,7 +107,7 @@ void brt_sched_destroy(brt_sched *s)
 {
     if (!s)
         return;
-    for (int64_t i = 0; i < s->n_jobs; i++)
+    for (int64_t i = 0; i < s->n_slots; i++)
         job_free(s->jobs[i]);
     free(s->jobs);
     size_t it = 0;
@@ -230,6 +232,29 @@ static brt_status job_reserve_bytes(brt_sched *s, brt_job *j, brt_err *err)
     return BRT_OK;
 }
 
+/* Drop the slots of freed jobs when at least half are free, so a server that runs millions of
+ * requests keeps an array the size of its live jobs (submission order is kept). */
+static void compact_slots(brt_sched *s)
+{
+    int64_t live = 0, queued_at = -1;
+    for (int64_t i = 0; i < s->n_slots; i++)
+        live += s->jobs[i] != NULL;
+    if (live * 2 > s->n_slots)
+        return;
+    int64_t w = 0;
+    for (int64_t i = 0; i < s->n_slots; i++) {
+        if (i == s->next_queued)
+            queued_at = w;
+        if (!s->jobs[i])
+            continue;
+        s->jobs[w] = s->jobs[i];
+        s->jobs[w]->slot = w;
+        w++;
+    }
+    s->next_queued = queued_at >= 0 ? queued_at : w;
+    s->n_slots = w;
+}
+
 brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out, brt_err *err)
 {
     /* the job record itself; everything sized by the request comes after validation, and a
@@ -255,20 +280,23 @@ brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out,
     for (int i = 0; i < BRT_JOB_STOP_IDS; i++)
         j->stop_ids[i] = i < sp->n_stop_ids ? sp->stop_ids[i] : -1;
     j->reserved = calloc((size_t)s->o.n_stages, sizeof *j->reserved);
-    if (s->n_jobs == s->cap_jobs) {
-        int64_t cap = s->cap_jobs ? s->cap_jobs * 2 : 64;
+    if (s->n_slots == s->cap_slots)
+        compact_slots(s);
+    if (s->n_slots == s->cap_slots) {
+        int64_t cap = s->cap_slots ? s->cap_slots * 2 : 64;
         brt_job **nj = realloc(s->jobs, (size_t)cap * sizeof *nj);
         if (nj) {
             s->jobs = nj;
-            s->cap_jobs = cap;
+            s->cap_slots = cap;
         }
     }
-    if (!j->name || !j->reserved || s->n_jobs == s->cap_jobs || brt_u64map_put(&s->by_id, j->id, j) != 0) {
+    if (!j->name || !j->reserved || s->n_slots == s->cap_slots || brt_u64map_put(&s->by_id, j->id, j) != 0) {
         job_free(j);
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
     }
-    j->slot = s->n_jobs;
-    s->jobs[s->n_jobs++] = j;
+    j->slot = s->n_slots;
+    s->jobs[s->n_slots++] = j;
+    s->n_jobs++;
     *out = j;
     /* validate: a bad job fails alone */
     if (sp->prompt_len <= 0) {
@@ -370,7 +398,7 @@ static int fits(brt_sched *s, pipeline *p, brt_job *j)
 static void admit(brt_sched *s)
 {
     int scanned = 0;
-    for (int64_t i = s->next_queued; i < s->n_jobs && scanned < ADMIT_SCAN; i++) {
+    for (int64_t i = s->next_queued; i < s->n_slots && scanned < ADMIT_SCAN; i++) {
         brt_job *j = s->jobs[i];
         if (!j || j->status != BRT_JOB_QUEUED) {
             if (i == s->next_queued)
@@ -680,6 +708,29 @@ brt_status brt_sched_cancel(brt_sched *s, uint64_t job_id, brt_err *err)
     j->status = BRT_JOB_CANCELLED;
     job_finish(s, j);
     return BRT_OK;
+}
+
+int64_t brt_sched_cancel_all(brt_sched *s)
+{
+    int64_t n = 0;
+    for (int64_t i = 0; i < s->n_slots; i++) {
+        brt_err e;
+        if (s->jobs[i] && brt_sched_cancel(s, s->jobs[i]->id, &e) == BRT_OK)
+            n++;
+    }
+    return n;
+}
+
+int64_t brt_sched_cancel_queued(brt_sched *s, const brt_source *src)
+{
+    int64_t n = 0;
+    for (int64_t i = s->next_queued; i < s->n_slots; i++) {
+        brt_err e;
+        brt_job *j = s->jobs[i];
+        if (j && j->status == BRT_JOB_QUEUED && j->source == src && brt_sched_cancel(s, j->id, &e) == BRT_OK)
+            n++;
+    }
+    return n;
 }
 
 int brt_job_is_stop_token(const brt_sched *s, const brt_job *j, int32_t tok)

@@ -127,6 +127,10 @@ brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res,
  * state is freed on every stage with the pipeline's next micro-batch. Its source's on_done sees
  * status BRT_JOB_CANCELLED. BRT_ERR_NOT_FOUND when the job has ended already. */
 brt_status brt_sched_cancel(brt_sched *s, uint64_t job_id, brt_err *err);
+/* Cancel every job that has not ended (a server's drain is over); returns how many. */
+int64_t brt_sched_cancel_all(brt_sched *s);
+/* Cancel the jobs of one source that have not started; returns how many. */
+int64_t brt_sched_cancel_queued(brt_sched *s, const brt_source *src);
 /* Ends the run from an on_done callback that cannot keep a result (the output cannot be
  * written): the brt_sched_results call that finished the job returns this error, so the driver
  * stops instead of computing results that would be lost. The first halt wins. */

@@ -23,6 +23,8 @@ struct brt_source {
     void (*on_token)(brt_source *src, brt_job *job);
     /* A job of this source ended: done, failed or cancelled. The job is freed after this returns. */
     void (*on_done)(brt_source *src, brt_job *job);
+    /* Stop taking new work (SIGTERM on a server): what was submitted goes on; may be NULL. */
+    void (*stop)(brt_source *src, brt_sched *s);
     /* 1 when no job will come any more. */
     int (*closed)(brt_source *src);
     /* Jobs known but not submitted yet (progress totals); may be NULL. */
