@@ -7,9 +7,10 @@ PKGS="build-essential cmake pkg-config git ca-certificates
       libprotobuf-c-dev protobuf-c-compiler
       openmpi-bin libopenmpi-dev
       python3 python3-numpy"
-# extra packages for the Slurm tests (tests/dist): pass --slurm
+# extra packages for the tests (scripts/test.sh passes --slurm): a Slurm cluster (tests/slurm), and
+# curl and a Python venv for the official openai client (tests/serve)
 if [ "${1:-}" = "--slurm" ]; then
-    PKGS="$PKGS slurmctld slurmd slurm-client munge procps iproute2"
+    PKGS="$PKGS slurmctld slurmd slurm-client munge procps iproute2 curl python3-venv"
 fi
 missing=""
 for p in $PKGS; do

@@ -18,6 +18,14 @@ size_t brt_api_token_text(const brt_model *m, int32_t id, char *buf, size_t cap)
     return brt_tokenizer_token_bytes(m->tok, id, buf, cap);
 }
 
+size_t brt_api_lp_token(const brt_model *m, int as_ids, int32_t id, char *buf, size_t cap)
+{
+    if (!as_ids)
+        return brt_api_token_text(m, id, buf, cap);
+    int n = snprintf(buf, cap, "token_id:%d", id);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 /* The chat template of the run: --chat-template, else the model's tokenizer_config.json; decided once. */
 static brt_status chat_kind(brt_api_model *am, brt_err *err)
 {
@@ -166,21 +174,22 @@ void brt_api_result_free(brt_api_result *res)
 }
 
 /* One returned token: its bytes to the text, its logprob entry (with its top alternatives). */
-static int add_token(const brt_model *m, brt_api_result *res, brt_buf *text, int want_lp, int32_t token, float lp,
-                     const brt_tok_lp *top, int have_top, int32_t k, size_t offset, size_t *nbytes)
+static int add_token(const brt_model *m, brt_api_result *res, brt_buf *text, int want_lp, int as_ids, int32_t token,
+                     float lp, const brt_tok_lp *top, int have_top, int32_t k, size_t offset, size_t *nbytes)
 {
-    char buf[256];
+    char buf[256], name[256];
     size_t n = brt_api_token_text(m, token, buf, sizeof buf);
     *nbytes = n;
     if (want_lp) {
         int32_t i = (int32_t)res->c.n_tokens++;
-        if (!(res->tokens[i] = res->owned[res->n_owned++] = strndup(buf, n)))
+        size_t nn = brt_api_lp_token(m, as_ids, token, name, sizeof name);
+        if (!(res->tokens[i] = res->owned[res->n_owned++] = strndup(name, nn)))
             return -1;
         res->lps[i] = lp;
         res->offs[i] = (int32_t)offset;
         for (int32_t j = 0; j < k; j++) {
             char b2[256];
-            size_t n2 = top ? brt_api_token_text(m, top[j].token, b2, sizeof b2) : 0;
+            size_t n2 = top ? brt_api_lp_token(m, as_ids, top[j].token, b2, sizeof b2) : 0;
             if (!(res->top_tok[(int64_t)i * k + j] = res->owned[res->n_owned++] = strndup(b2, n2)))
                 return -1;
             res->top_lp[(int64_t)i * k + j] = top && have_top ? top[j].logprob : NAN;
@@ -234,7 +243,7 @@ brt_status brt_api_result_make(const brt_api_model *am, const brt_request *r, co
         for (int64_t i = 0; i < job->prompt_len && !oom; i++) {
             size_t a = at > lead ? at - lead : 0;
             size_t off = r->prompt ? (a < plen ? a : plen) : text.len;
-            oom |= add_token(m, res, r->prompt ? NULL : &text, want_lp, job->tokens[i],
+            oom |= add_token(m, res, r->prompt ? NULL : &text, want_lp, r->tokens_as_ids, job->tokens[i],
                              job->prompt_logprob ? job->prompt_logprob[i] : NAN,
                              job->prompt_top ? &job->prompt_top[i * k] : NULL, i > 0, k, off, &nb) != 0;
             at += nb;
@@ -243,7 +252,7 @@ brt_status brt_api_result_make(const brt_api_model *am, const brt_request *r, co
     const size_t gen_start = text.len;
     size_t nb;
     for (int32_t i = 0; i < n_text && !oom; i++)
-        oom |= add_token(m, res, &text, want_lp, gen[i], job->gen_logprob[i],
+        oom |= add_token(m, res, &text, want_lp, r->tokens_as_ids, gen[i], job->gen_logprob[i],
                          job->gen_top ? &job->gen_top[(int64_t)i * k] : NULL, 1, k, text.len, &nb) != 0;
     oom |= brt_buf_append(&text, "", 0) != 0;
     if (oom) {

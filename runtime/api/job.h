@@ -46,5 +46,8 @@ void brt_api_result_free(brt_api_result *res);
 /* The bytes a token adds to the text (pieces with U+2581 as a space, byte tokens as bytes); "<id>"
  * without a tokenizer. Returns the length written (at most cap). */
 size_t brt_api_token_text(const brt_model *m, int32_t id, char *buf, size_t cap);
+/* A token as a logprob entry names it: its text, or "token_id:ID" when the request asked for ids
+ * (vLLM's return_tokens_as_token_ids). */
+size_t brt_api_lp_token(const brt_model *m, int as_ids, int32_t id, char *buf, size_t cap);
 
 #endif

@@ -233,13 +233,13 @@ static brt_status parse_body_field(const char *key, const json_t *v, const where
     }
     if (!strcmp(key, "stop"))
         return parse_stop(v, W, r, err);
-    if (!strcmp(key, "ignore_eos")) {
+    if (!strcmp(key, "ignore_eos") || !strcmp(key, "return_tokens_as_token_ids")) { /* vLLM's extensions */
         if (json_is_null(v))
             return BRT_OK;
         if (!json_is_boolean(v))
-            return brt_errf(err, BRT_ERR_INVALID, "%signore_eos must be a boolean, got %s", W->body,
+            return brt_errf(err, BRT_ERR_INVALID, "%s%s must be a boolean, got %s", W->body, key,
                             brt_json_type_name(v));
-        r->ignore_eos = json_is_true(v);
+        *(key[0] == 'i' ? &r->ignore_eos : &r->tokens_as_ids) = json_is_true(v);
         return BRT_OK;
     }
     if (!strcmp(key, "echo")) {
@@ -346,9 +346,9 @@ static brt_status parse_body_field(const char *key, const json_t *v, const where
     return brt_errf(err, BRT_ERR_INVALID,
                     r->kind == BRT_API_CHAT
                         ? "%sunknown field body.%s (supported: model, messages, max_tokens, max_completion_tokens, "
-                          "temperature, top_p, seed, stop, logprobs, top_logprobs, ignore_eos, stream, stream_options, user)"
+                          "temperature, top_p, seed, stop, logprobs, top_logprobs, ignore_eos, return_tokens_as_token_ids, stream, stream_options, user)"
                         : "%sunknown field body.%s (supported: model, prompt, max_tokens, temperature, top_p, seed, "
-                          "stop, echo, logprobs, ignore_eos, stream, stream_options, user)",
+                          "stop, echo, logprobs, ignore_eos, return_tokens_as_token_ids, stream, stream_options, user)",
                     W->line, key);
 }
 

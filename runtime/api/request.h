@@ -34,6 +34,7 @@ typedef struct brt_request {
     int n_stop;
     int echo;                 /* default false */
     int ignore_eos;           /* vLLM's extension: generate max_tokens whatever the end-of-text token */
+    int tokens_as_ids;        /* vLLM's return_tokens_as_token_ids: logprob entries name "token_id:ID" */
     int logprobs;             /* -1 = null/absent; else 0..5 (number of top alternatives); chat: its
                                  top_logprobs (0..20) when "logprobs": true */
     char *model;              /* optional, NULL if absent */
@@ -56,7 +57,7 @@ brt_status brt_request_parse_body(const json_t *body, brt_api_kind kind, brt_req
  * Accepted top-level fields: custom_id, method ("POST"), url ("/v1/completions" or
  * "/v1/chat/completions"), body.
  * Accepted body fields: model, prompt, max_tokens, temperature, top_p, seed, stop, echo,
- * logprobs, ignore_eos (vLLM's extension), user (ignored), frequency_penalty and presence_penalty (only 0). A JSON null is the
+ * logprobs, ignore_eos and return_tokens_as_token_ids (vLLM's extensions), user (ignored), frequency_penalty and presence_penalty (only 0). A JSON null is the
  * default for every optional field. OpenAI fields beaconrt does not implement (n, best_of,
  * suffix, logit_bias, stream, ...) fail with BRT_ERR_UNSUPPORTED unless given their no-op value
  * (n = 1, best_of = 1, stream = false, suffix / logit_bias / stream_options = null, logit_bias = {}),

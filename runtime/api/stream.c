@@ -10,6 +10,7 @@ void brt_stream_init(brt_stream *st, const brt_request *r)
     st->logprobs = r->logprobs;
     st->top_k = r->logprobs > 0 ? r->logprobs : 0;
     st->chat = r->kind == BRT_API_CHAT;
+    st->as_ids = r->tokens_as_ids;
     size_t longest = 0;
     for (int i = 0; i < r->n_stop; i++)
         if (strlen(r->stop[i]) > longest)
@@ -108,12 +109,13 @@ int brt_stream_take(brt_stream *st, const brt_model *m, int final, int64_t text_
             const brt_stream_tok *t = &st->toks[i];
             char buf[256];
             size_t n = brt_api_token_text(m, t->id, buf, sizeof buf);
+            piece->offs[i] = (int32_t)(t->end >= n ? t->end - n : 0);
+            n = brt_api_lp_token(m, st->as_ids, t->id, buf, sizeof buf);
             oom |= !(piece->tokens[i] = piece->owned[piece->n_owned++] = strndup(buf, n));
             piece->lps[i] = t->logprob;
-            piece->offs[i] = (int32_t)(t->end >= n ? t->end - n : 0);
             for (int32_t j = 0; j < k; j++) {
                 char b2[256];
-                size_t n2 = brt_api_token_text(m, t->top[j].token, b2, sizeof b2);
+                size_t n2 = brt_api_lp_token(m, st->as_ids, t->top[j].token, b2, sizeof b2);
                 oom |= !(piece->top_tok[i * (size_t)k + (size_t)j] = piece->owned[piece->n_owned++] = strndup(b2, n2));
                 piece->top_lp[i * (size_t)k + (size_t)j] = t->top[j].logprob;
             }

@@ -26,6 +26,7 @@ typedef struct brt_stream {
     size_t n_toks, cap_toks;
     int32_t top_k, logprobs;    /* the request's: logprobs < 0 = none */
     int chat;
+    int as_ids;                 /* logprob entries name tokens "token_id:ID" */
 } brt_stream;
 
 void brt_stream_init(brt_stream *st, const brt_request *r);

@@ -668,14 +668,14 @@ brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res,
             j->n_gen++;
             s->pipes[pi].load--;
             j->work_left--;
-            if (j->source && j->source->on_token)
-                j->source->on_token(j->source, j);
             if (brt_job_is_stop_token(s, j, tok))
                 j->finish_reason = "stop";
             else if (check_stop(s, j))
                 j->finish_reason = "stop";
             else if (j->n_gen >= j->max_new)
                 j->finish_reason = "length";
+            if (j->source && j->source->on_token) /* after the stop checks: a stop string is known cut */
+                j->source->on_token(j->source, j);
         }
         /* done: nothing in flight and nothing left to plan or generate */
         int more_gen = !j->finish_reason && j->n_gen < j->max_new;

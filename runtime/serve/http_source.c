@@ -72,8 +72,8 @@ static void start(brt_server *s, srv_req *r, brt_sched *sched)
     pthread_mutex_unlock(&s->mu);
     if (brt_api_job_spec(s->am, &r->req, r->id, &spec, &ids, &e) != BRT_OK) {
         pthread_mutex_lock(&s->mu);
-        s->m.refused_invalid++;
-        brt_srv_error(r, http_status(e.status), e.msg, "invalid_request_error", NULL);
+        s->m.refused_invalid++; /* the request cannot run here (tokens, context, template): 400 */
+        brt_srv_error(r, e.status == BRT_ERR_NOMEM ? 503 : 400, e.msg, "invalid_request_error", NULL);
         r->state = REQ_DONE;
         brt_srv_wake(r);
         brt_srv_unref(r);
@@ -204,9 +204,12 @@ static void hs_on_token(brt_source *src, brt_job *job)
     if (!r->req.stream || brt_job_is_stop_token(s->node->sched, job, job->tokens[job->n_tokens - 1]))
         return;
     brt_api_result piece;
-    if (brt_stream_push(&r->stream, &s->node->model, job) != 0 ||
-        brt_stream_take(&r->stream, &s->node->model, 0, -1, &piece) < 0)
+    if (brt_stream_push(&r->stream, &s->node->model, job) != 0)
         return; /* out of memory: the final chunk carries what is left */
+    if (job->finish_reason) /* the last token goes with on_done, the text cut at a stop string */
+        return;
+    if (brt_stream_take(&r->stream, &s->node->model, 0, -1, &piece) < 0)
+        return;
     if (!piece.text && !piece.tokens)
         return;
     brt_err e;

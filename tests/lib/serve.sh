@@ -53,11 +53,16 @@ serve_ranks() {
 # serve_stop [SECONDS]: SIGTERM to every rank (as Slurm does at the end of a job); the server must
 # exit 0 within SECONDS (default 60).
 serve_stop() {
-    limit=${1:-60}
     ranks=$(serve_ranks)
     [ -n "$ranks" ] || fail "no server ranks to stop"
     # shellcheck disable=SC2086
     kill -TERM $ranks
+    serve_wait "${1:-60}"
+}
+
+# serve_wait [SECONDS]: the server (signalled already) must exit 0 within SECONDS.
+serve_wait() {
+    limit=${1:-60}
     end=$(( $(date +%s) + limit ))
     while kill -0 "$SERVER_PID" 2>/dev/null; do
         [ "$(date +%s)" -lt "$end" ] || { cat "$SERVER_LOG" >&2; fail "the server did not stop within ${limit}s"; }
@@ -82,16 +87,20 @@ serve_kill() {
     kill -KILL "$SERVER_PID" 2>/dev/null || true
 }
 
+# curl with the API key when the test set API_KEY
+acurl() {
+    if [ -n "${API_KEY:-}" ]; then curl -H "Authorization: Bearer $API_KEY" "$@"; else curl "$@"; fi
+}
+
 # metric NAME [LABEL-SUBSTRING]: the value of one Prometheus sample from /metrics (sums matches).
 metric() {
-    curl -s ${API_KEY:+-H "Authorization: Bearer $API_KEY"} "$URL/metrics" |
+    acurl -s "$URL/metrics" |
         awk -v n="$1" -v l="${2:-}" '$1 ~ "^"n"({|$)" && index($1, l) { s += $2 } END { print s + 0 }'
 }
 
 # post PATH JSON: POST a body; prints the HTTP status, the body goes to $TMP/body.json
 post() {
-    curl -s -o "$TMP/body.json" -w '%{http_code}' ${API_KEY:+-H "Authorization: Bearer $API_KEY"} \
-        -H 'Content-Type: application/json' "$URL$1" --data-binary "$2"
+    acurl -s -o "$TMP/body.json" -w '%{http_code}' -H 'Content-Type: application/json' "$URL$1" --data-binary "$2"
 }
 
 # expect_status WHAT WANT PATH JSON [PATTERN]: the status and an OpenAI error body naming PATTERN

@@ -4,7 +4,7 @@
 # 2 ranks; the results equal those of the same batch under mpirun. Then the job is run again on the
 # same output (a Slurm requeue reruns the same script): nothing is redone or duplicated.
 . "$(dirname "$0")/../lib/common.sh"
-. "$(dirname "$0")/../lib/dist.sh"
+. "$(dirname "$0")/../lib/cluster.sh"
 [ "$(id -u)" = 0 ] || skip "the local Slurm cluster needs root"
 for b in slurmctld slurmd sbatch munged; do
     command -v $b >/dev/null || fail "$b is not installed (scripts/install-deps.sh --slurm installs it)"

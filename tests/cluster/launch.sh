@@ -3,7 +3,7 @@
 # that is not what the launcher promised, a PP x DP that does not match the ranks, more stages than
 # layers, and ranks started with different options (the start-up handshake compares them).
 . "$(dirname "$0")/../lib/common.sh"
-. "$(dirname "$0")/../lib/dist.sh"
+. "$(dirname "$0")/../lib/cluster.sh"
 S=$MODELS/stories260K
 echo '{"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"prompt": "Hi", "max_tokens": 2}}' > "$TMP/in.jsonl"
 

@@ -3,7 +3,7 @@
 # stage's tensors, so its resident memory is about its share of the weights, not the whole model
 # (measured from each rank's own peak RSS in the trace).
 . "$(dirname "$0")/../lib/common.sh"
-. "$(dirname "$0")/../lib/dist.sh"
+. "$(dirname "$0")/../lib/cluster.sh"
 M=$TMP/model
 # ~200 MB of f32 weights in 8 layers, small embedding: the layers dominate
 $PYTHON "$BRT_SOURCE_DIR/tests/tools/make_model.py" "$M" --hidden 1024 --layers 8 --heads 16 --kv-heads 16 --inter 2048

@@ -4,7 +4,7 @@
 # (full, beacon v1, beacon v2, LongLLaMA); and the scored logprobs of the golden inputs match the
 # official code's logits within 1e-4 in every layout.
 . "$(dirname "$0")/../lib/common.sh"
-. "$(dirname "$0")/../lib/dist.sh"
+. "$(dirname "$0")/../lib/cluster.sh"
 
 layouts=("1" "2" "3" "2 --dp 2" "4 --pp 2 --dp 2" "1 --max-rows 128 --prefill-chunk 96 --max-inflight 1" "2 --max-inflight 1 --max-jobs 1")
 # golden folders carry no tokenizer: give them the 512-piece one so outputs have text

@@ -4,7 +4,7 @@
 # from the ranks' own timestamps (--trace: every rank records when it ran each micro-batch, on the
 # node's monotonic clock), not from wall time.
 . "$(dirname "$0")/../lib/common.sh"
-. "$(dirname "$0")/../lib/dist.sh"
+. "$(dirname "$0")/../lib/cluster.sh"
 
 M=$TMP/model
 $PYTHON "$BRT_SOURCE_DIR/tests/tools/make_model.py" "$M" --hidden 256 --layers 4 --inter 688 \

@@ -7,7 +7,7 @@
 # cannot be written (a file size limit) stops the run at once instead of computing results that
 # would be lost, and the rerun finishes it.
 . "$(dirname "$0")/../lib/common.sh"
-. "$(dirname "$0")/../lib/dist.sh"
+. "$(dirname "$0")/../lib/cluster.sh"
 
 # ---- (1) bad requests fail alone ----
 S=$MODELS/stories260K
