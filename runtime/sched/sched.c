@@ -10,7 +10,8 @@
 #include "base/log.h"
 #include "base/u64map.h"
 
-#define ADMIT_SCAN 64 /* queued jobs looked at per admission round */
+#define ADMIT_SCAN 64   /* queued jobs looked at per admission round */
+#define GEN_INITIAL 256 /* generated tokens a job has room for before its buffers grow */
 
 typedef struct pipeline {
     brt_job *active;        /* circular list of running jobs */
@@ -341,8 +342,10 @@ brt_status brt_sched_submit(brt_sched *s, const brt_job_spec *sp, brt_job **out,
             goto failed;
         }
     const int32_t k = j->logprobs > 0 ? j->logprobs : 0;
-    const size_t gen = (size_t)(j->max_new > 0 ? j->max_new : 1);
-    j->cap_tokens = sp->prompt_len + (sp->max_new > 0 ? sp->max_new : 0) + 1;
+    /* generation buffers start small and grow (grow_gen): max_tokens is a bound, not a size */
+    j->cap_gen = j->max_new > 0 ? (j->max_new < GEN_INITIAL ? j->max_new : GEN_INITIAL) : 1;
+    const size_t gen = (size_t)j->cap_gen;
+    j->cap_tokens = sp->prompt_len + gen + 1;
     j->tokens = malloc((size_t)j->cap_tokens * sizeof *j->tokens);
     j->gen_logprob = calloc(gen, sizeof(float));
     if (k)
@@ -584,6 +587,32 @@ static int check_stop(brt_sched *s, brt_job *j)
     return hit;
 }
 
+/* Double a job's room for generated tokens (its token stream, logprobs and top alternatives). */
+static int grow_gen(brt_job *j, int32_t k)
+{
+    int64_t cap = (int64_t)j->cap_gen * 2;
+    if (cap > j->max_new)
+        cap = j->max_new;
+    int32_t *t = realloc(j->tokens, (size_t)(j->prompt_len + cap + 1) * sizeof *t);
+    if (!t)
+        return -1;
+    j->tokens = t;
+    j->cap_tokens = j->prompt_len + cap + 1;
+    float *lp = realloc(j->gen_logprob, (size_t)cap * sizeof *lp);
+    if (!lp)
+        return -1;
+    j->gen_logprob = lp;
+    if (k && j->gen_top) {
+        brt_tok_lp *top = realloc(j->gen_top, (size_t)cap * (size_t)k * sizeof *top);
+        if (!top)
+            return -1;
+        memset(top + (size_t)j->cap_gen * (size_t)k, 0, (size_t)(cap - j->cap_gen) * (size_t)k * sizeof *top);
+        j->gen_top = top;
+    }
+    j->cap_gen = (int32_t)cap;
+    return 0;
+}
+
 brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res, int32_t n, brt_err *err)
 {
     brt_microbatch *mb = brt_u64map_del(&s->inflight, mb_id);
@@ -659,6 +688,10 @@ brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res,
             int32_t tok = r->sampled;
             if (tok < 0 || tok >= s->cfg.vocab_size) {
                 job_fail(s, j, BRT_ERR_INTERNAL, "sampled token %d out of range", tok);
+                continue;
+            }
+            if (j->n_gen == j->cap_gen && grow_gen(j, k) != 0) {
+                job_fail(s, j, BRT_ERR_NOMEM, "no memory for %d generated tokens", j->n_gen + 1);
                 continue;
             }
             j->gen_logprob[j->n_gen] = r->sampled_logprob;

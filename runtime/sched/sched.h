@@ -61,6 +61,8 @@ typedef struct brt_job {
     int32_t *tokens;
     int64_t n_tokens, cap_tokens, prompt_len;
     int32_t max_new, n_gen;
+    int32_t cap_gen;            /* room in gen_logprob/gen_top (grows as tokens come: a request may ask
+                                   for millions and stop after ten) */
     float temperature, top_p;
     uint64_t seed;
     int32_t logprobs, echo, full_logits, ignore_eos;
@@ -71,8 +73,8 @@ typedef struct brt_job {
     int64_t text_cut;           /* bytes of generated text to keep when a stop string matched (-1: all) */
     brt_buf gen_text;           /* the generated text so far (only with stop strings) */
     /* outputs */
-    float *gen_logprob;         /* [max_new] */
-    brt_tok_lp *gen_top;        /* [max_new * k] */
+    float *gen_logprob;         /* [cap_gen] */
+    brt_tok_lp *gen_top;        /* [cap_gen * k] */
     float *prompt_logprob;      /* [prompt_len], [0] = NaN */
     brt_tok_lp *prompt_top;     /* [prompt_len * k] */
     float *full;                /* [prompt_len * vocab] */

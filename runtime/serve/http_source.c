@@ -103,6 +103,7 @@ static void start(brt_server *s, srv_req *r, brt_sched *sched)
         return;
     r->job = job;
     r->job_id = job->id;
+    r->t_submit = brt_now();
     pthread_mutex_lock(&s->mu);
     r->state = REQ_RUNNING;
     pthread_mutex_unlock(&s->mu);
@@ -120,7 +121,7 @@ static void admitted(brt_server *s, brt_sched *sched)
             r->accepted = 1;
             brt_srv_wake(r);
             pthread_mutex_unlock(&s->mu);
-        } else if (r->job && r->job->status == BRT_JOB_QUEUED && now - r->t_arrive > s->o.queue_timeout) {
+        } else if (r->job && r->job->status == BRT_JOB_QUEUED && now - r->t_submit > s->o.queue_timeout) {
             brt_err e;
             r->refused = 1;
             if (brt_sched_cancel(sched, r->job_id, &e) == BRT_OK)

@@ -37,6 +37,7 @@ typedef struct srv_req {
     uint64_t job_id;
     brt_job *job;                 /* while it runs */
     double t_first, t_last;
+    double t_submit;              /* when the scheduler got its job (the queue timeout counts from here) */
     brt_stream stream;
     int chunks;
     struct srv_req *next;         /* locked while in the inbox */

@@ -8,16 +8,17 @@ command -v curl >/dev/null || fail "curl is not installed (scripts/install-deps.
 OPENAI_VERSION=3.63.0
 SERVER_PID=""
 
-# serve_start NP [beaconrt serve args...]: start the server (under mpirun when NP > 1); sets
+# serve_start NP [beaconrt serve args...]: start the server ($SERVE_BIN, default $BRT_BIN; under
+# mpirun when NP > 1); sets
 # URL, PORT, SERVER_PID (mpirun's or beaconrt's) and SERVER_LOG; waits for /health (every rank up).
 serve_start() {
     np=$1; shift
     SERVER_LOG=$TMP/serve.log
     rm -f "$TMP/port"
     if [ "$np" -gt 1 ]; then
-        timeout -k 10 900 mpirun -np "$np" "$BRT_BIN" serve --port 0 --port-file "$TMP/port" "$@" >"$SERVER_LOG" 2>&1 &
+        timeout -k 10 900 mpirun -np "$np" "${SERVE_BIN:-$BRT_BIN}" serve --port 0 --port-file "$TMP/port" "$@" >"$SERVER_LOG" 2>&1 &
     else
-        timeout -k 10 900 "$BRT_BIN" serve --port 0 --port-file "$TMP/port" "$@" >"$SERVER_LOG" 2>&1 &
+        timeout -k 10 900 "${SERVE_BIN:-$BRT_BIN}" serve --port 0 --port-file "$TMP/port" "$@" >"$SERVER_LOG" 2>&1 &
     fi
     SERVER_PID=$!
     for _ in $(seq 1 600); do
@@ -43,7 +44,7 @@ serve_ranks() {
     while [ -n "$todo" ]; do
         next=""
         for p in $todo; do
-            [ "$(cat /proc/"$p"/comm 2>/dev/null)" = beaconrt ] && echo "$p"
+            case "$(cat /proc/"$p"/comm 2>/dev/null)" in beaconrt*) echo "$p" ;; esac
             next="$next $(pgrep -P "$p" || true)"
         done
         todo=$(echo $next)
@@ -75,7 +76,7 @@ serve_wait() {
     SERVER_PID=""
     trap 'rm -rf "$TMP"' EXIT
     [ "$rc" -eq 0 ] || { cat "$SERVER_LOG" >&2; fail "the server exited $rc after SIGTERM (want 0)"; }
-    if grep -q "ERROR: AddressSanitizer\|runtime error:" "$SERVER_LOG"; then cat "$SERVER_LOG" >&2; fail "sanitizer report"; fi
+    if grep -q "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$SERVER_LOG"; then cat "$SERVER_LOG" >&2; fail "sanitizer report"; fi
     note "server stopped (exit 0)"
 }
 

@@ -5,9 +5,11 @@
 # for a body over --max-body-mb, 429 with Retry-After when --max-waiting requests are open and when
 # a request finds no room within --queue-timeout, 503 while draining after SIGTERM (the stream in
 # flight then ends with an error event, and the server exits 0). Garbage bodies never crash it.
+# The server is the AddressSanitizer build when there is one (a report fails the test).
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/serve.sh"
 M=$MODELS/stories260K
+[ ! -x "${BRT_ASAN_BIN:-}" ] || SERVE_BIN=$BRT_ASAN_BIN
 
 # one job at a time, two open requests at most, 1s of patience: a long stream blocks the rest
 serve_start 1 --model "$M" --policy beacon_v1 --beacon-window 64 --beacon-ratio 4 --api-key secret-key \
@@ -66,7 +68,7 @@ for i in range(300):
         for _ in range(rng.randrange(1, 4)):
             obj[rng.choice(fields)] = rng.choice(values)
         body = json.dumps(obj).encode()
-    path = rng.choice(["/v1/completions", "/v1/chat/completions"])
+    path = "/v1/completions" if rng.random() < 0.8 else "/v1/chat/completions"
     req = urllib.request.Request(url + path, data=body, headers={"Authorization": "Bearer secret-key"})
     try:
         code = urllib.request.urlopen(req, timeout=60).status
@@ -85,7 +87,7 @@ acurl -sN "$URL/v1/completions" -d '{"prompt": "Once upon a time", "max_tokens":
     >"$TMP/long_stream.txt" 2>/dev/null &
 STREAM=$!
 for _ in $(seq 1 100); do [ -s "$TMP/long_stream.txt" ] && break; sleep 0.1; done
-grep -q "^data: {" "$TMP/long_stream.txt" || { cat "$TMP/long_stream.txt"; fail "the long stream did not start"; }
+grep -q "^data: {" "$TMP/long_stream.txt" || { cat "$TMP/long_stream.txt" "$SERVER_LOG"; fail "the long stream did not start"; }
 # the second waits for room and is refused after --queue-timeout 1; meanwhile a third finds the
 # queue full (--max-waiting 2)
 acurl -s -D "$TMP/h2.txt" -o "$TMP/b2.json" -w '%{http_code}' "$URL/v1/completions" -d '{"prompt":"hi","max_tokens":2}' >"$TMP/code2" &
