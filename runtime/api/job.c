@@ -18,6 +18,13 @@ size_t brt_api_token_text(const brt_model *m, int32_t id, char *buf, size_t cap)
     return brt_tokenizer_token_bytes(m->tok, id, buf, cap);
 }
 
+brt_api_model brt_api_model_make(const brt_model *m, const char *served, const char *chat_template)
+{
+    const char *slash = strrchr(m->dir, '/');
+    const char *name = served ? served : slash && slash[1] ? slash + 1 : m->dir;
+    return (brt_api_model){m, name, chat_template, 0, {BRT_OK, ""}};
+}
+
 size_t brt_api_lp_token(const brt_model *m, int as_ids, int32_t id, char *buf, size_t cap)
 {
     if (!as_ids)

@@ -21,6 +21,9 @@ typedef struct brt_api_model {
     brt_err chat_err;           /* why chat requests are refused, when they are */
 } brt_api_model;
 
+/* The model as requests see it: named `served`, or after its folder when NULL. */
+brt_api_model brt_api_model_make(const brt_model *m, const char *served, const char *chat_template);
+
 /* The prompt of a request as token ids, and the job spec for it. The spec points into r (stop
  * strings) and *ids (the prompt): both must outlive brt_sched_submit. id: the request's id (its
  * seed when it gives none). Errors are the request's own: BRT_ERR_INVALID / RANGE / UNSUPPORTED

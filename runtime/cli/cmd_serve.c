@@ -142,9 +142,7 @@ int cmd_serve(int argc, char **argv)
         brt_node_close(node);
         goto done;
     }
-    const char *slash = strrchr(node->model.dir, '/');
-    brt_api_model am = {&node->model, served ? served : slash && slash[1] ? slash + 1 : node->model.dir,
-                        c.chat_template, 0, {BRT_OK, ""}};
+    brt_api_model am = brt_api_model_make(&node->model, served, c.chat_template);
     brt_status st = brt_node_start_sched_ex(node, NULL, NULL, 1, &err);
     if (st == BRT_OK)
         st = brt_server_start(&so, &am, node, &srv, &err);

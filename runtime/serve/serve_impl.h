@@ -52,6 +52,7 @@ struct brt_server {
     brt_api_model *am;
     brt_node *node;
     int port;
+    int64_t started;              /* Unix time the server started ("created" in /v1/models) */
     /* locked */
     srv_req *inbox, *inbox_tail;  /* requests for the coordinator, in arrival order */
     srv_req *all;                 /* requests whose connection is open */

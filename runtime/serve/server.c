@@ -254,7 +254,7 @@ static json_t *models_json(brt_server *s)
     json_object_set_new(o, "data", data);
     json_object_set_new(m, "id", json_string(s->am->name));
     json_object_set_new(m, "object", json_string("model"));
-    json_object_set_new(m, "created", json_integer(0));
+    json_object_set_new(m, "created", json_integer(s->started));
     json_object_set_new(m, "owned_by", json_string("beaconrt"));
     json_object_set_new(m, "max_model_len", json_integer(s->am->model->cfg.max_pos));
     json_array_append_new(data, m);
@@ -394,6 +394,7 @@ brt_status brt_server_start(const brt_server_opts *o, brt_api_model *am, brt_nod
         s->o.queue_timeout = 60;
     s->am = am;
     s->node = node;
+    s->started = (int64_t)time(NULL);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     brt_metrics_init(&s->m);
