@@ -99,6 +99,16 @@ metric() {
         awk -v n="$1" -v l="${2:-}" '$1 ~ "^"n"({|$)" && index($1, l) { s += $2 } END { print s + 0 }'
 }
 
+# wait_metric NAME LABEL-SUBSTRING VALUE [SECONDS]: until the sample reads VALUE (stage figures come
+# back with the next micro-batch through the stage, so they lag the answers a little); 1 if never.
+wait_metric() {
+    end=$(( $(date +%s) + ${4:-10} ))
+    while [ "$(metric "$1" "$2")" != "$3" ]; do
+        [ "$(date +%s)" -lt "$end" ] || return 1
+        sleep 0.05
+    done
+}
+
 # post PATH JSON: POST a body; prints the HTTP status, the body goes to $TMP/body.json
 post() {
     acurl -s -o "$TMP/body.json" -w '%{http_code}' -H 'Content-Type: application/json' "$URL$1" --data-binary "$2"

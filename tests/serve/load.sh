@@ -32,7 +32,7 @@ got=$(post /v1/completions '{"prompt": "Once upon a time", "max_tokens": 4}')
 [ "$got" = 200 ] || fail "a request after the load: $got"
 # growth from round 2 to 3: allow 2 MiB of allocator noise
 [ "${rss[3]}" -le $((rss[2] + 2048)) ] || fail "resident memory grew from ${rss[2]} to ${rss[3]} KiB between rounds"
-[ "$(metric beaconrt_stage_kv_used_bytes)" = 0 ] || fail "state left after the load"
+wait_metric beaconrt_stage_kv_used_bytes "" 0 || fail "state left after the load"
 refused=$(metric beaconrt_requests_refused_total 'reason="queue_full"')
 note "429s declared over the rounds: $refused"
 serve_stop
