@@ -5,14 +5,13 @@
 # for a body over --max-body-mb, 429 with Retry-After when --max-waiting requests are open and when
 # a request finds no room within --queue-timeout, 503 while draining after SIGTERM (the stream in
 # flight then ends with an error event, and the server exits 0). Garbage bodies never crash it.
-# The server is the AddressSanitizer build when there is one (a report fails the test).
+# (tests/errors/serve_bodies.sh sends the same bodies to the AddressSanitizer build.)
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/serve.sh"
 M=$MODELS/stories260K
-[ ! -x "${BRT_ASAN_BIN:-}" ] || SERVE_BIN=$BRT_ASAN_BIN
 
 # one job at a time, two open requests at most, 1s of patience: a long stream blocks the rest
-serve_start 1 --model "$M" --policy beacon_v1 --beacon-window 64 --beacon-ratio 4 --api-key secret-key \
+serve_start 2 --model "$M" --policy beacon_v1 --beacon-window 64 --beacon-ratio 4 --api-key secret-key \
     --max-body-mb 1 --max-waiting 2 --max-jobs 1 --queue-timeout 1 --drain-seconds 3
 
 # 401: every route but /health wants the key
@@ -52,34 +51,7 @@ got=$(post /v1/completions "@$TMP/big.json")
 [ "$got" = 413 ] && grep -q "max-body-mb" "$TMP/body.json" || fail "a 1.2 MB body: $got"
 note "413: $(head -c 120 "$TMP/body.json")"
 # garbage: random bytes as bodies and as JSON values; 4xx every time, the server lives on
-$PYTHON - "$URL" <<'PY' || fail "garbage bodies"
-import json, random, sys, urllib.request, urllib.error
-url = sys.argv[1]
-rng = random.Random(5)
-values = [None, True, -1, 2**70, 1e308, "", "\u0000", [], {}, [[1]], {"a": 1}, "x" * 5000]
-fields = ["prompt", "max_tokens", "temperature", "top_p", "seed", "stop", "echo", "logprobs", "stream",
-          "stream_options", "messages", "n", "top_logprobs", "ignore_eos"]
-codes = {}
-for i in range(300):
-    if i % 3 == 0:
-        body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
-    else:
-        obj = {"prompt": "hi", "max_tokens": 1}
-        for _ in range(rng.randrange(1, 4)):
-            obj[rng.choice(fields)] = rng.choice(values)
-        body = json.dumps(obj).encode()
-    path = "/v1/completions" if rng.random() < 0.8 else "/v1/chat/completions"
-    req = urllib.request.Request(url + path, data=body, headers={"Authorization": "Bearer secret-key"})
-    try:
-        code = urllib.request.urlopen(req, timeout=60).status
-    except urllib.error.HTTPError as e:
-        code = e.code
-        err = json.loads(e.read())["error"]
-        assert err["message"] and err["type"], err
-    assert code in (200, 400, 429), (code, body[:200])
-    codes[code] = codes.get(code, 0) + 1
-print("garbage bodies:", codes)
-PY
+$PYTHON "$BRT_SOURCE_DIR/tests/serve/garbage_bodies.py" "$URL" "$API_KEY" 300 || fail "garbage bodies"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")" = 200 ] || fail "the server is not healthy after garbage"
 
 # 429: a stream that never ends on its own holds the only job slot
@@ -103,7 +75,7 @@ note "no room in time: 429 $(head -c 140 "$TMP/b2.json")"
 [ "$(metric beaconrt_requests_refused_total 'reason="queue_full"')" = 1 ] || fail "queue-full refusals in /metrics"
 [ "$(metric beaconrt_requests_running)" = 1 ] || fail "the long stream is not running in /metrics"
 
-# 503: SIGTERM to the rank; new requests and /health get 503 while the stream drains for 3s,
+# 503: SIGTERM to the ranks; new requests and /health get 503 while the stream drains for 3s,
 # then the stream ends with an error event and [DONE], and the server exits 0
 kill -TERM $(serve_ranks)
 for _ in $(seq 1 50); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health")" = 503 ] && break; sleep 0.05; done
