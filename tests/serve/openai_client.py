@@ -34,6 +34,7 @@ ch = c.choices[0]
 assert ids_of(ch.logprobs.tokens) == ref["generated_ids"], (ch.logprobs.tokens, ref["generated_ids"])
 assert ch.text == ref["text"], (ch.text, ref["text"])
 assert ch.text == ref["run_text"], (ch.text, ref["run_text"])
+assert ids_of(ch.logprobs.tokens) == ref["run_ids"], (ch.logprobs.tokens, ref["run_ids"])
 assert c.usage.prompt_tokens == ref["prompt_tokens"] and c.usage.completion_tokens == N, c.usage
 assert c.usage.total_tokens == c.usage.prompt_tokens + N
 assert ch.finish_reason == "length"

@@ -3,7 +3,7 @@
 # (two pipeline stages, an API key from the environment, the llama-2 chat template): models,
 # completions and chat, streamed and not, logprobs in each endpoint's format, echo, stop strings,
 # seeds, usage, a wrong key (401) and bad requests (400). The greedy completion must give the same
-# token ids as `beaconrt generate` and the same text as `beaconrt run`.
+# token ids and text as `beaconrt generate` and `beaconrt run`.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/serve.sh"
 PY=$(openai_python)
@@ -19,7 +19,8 @@ import json, sys
 out, prompt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with open(out, "w") as f:
     f.write(json.dumps({"custom_id": "c", "method": "POST", "url": "/v1/completions",
-                        "body": {"prompt": prompt, "max_tokens": n, "temperature": 0}}) + "\n")
+                        "body": {"prompt": prompt, "max_tokens": n, "temperature": 0, "logprobs": 0,
+                                 "return_tokens_as_token_ids": True}}) + "\n")
     f.write(json.dumps({"custom_id": "chat", "method": "POST", "url": "/v1/chat/completions",
                         "body": {"messages": [{"role": "system", "content": "You tell short stories."},
                                               {"role": "user", "content": "Tell me a story."}],
@@ -33,7 +34,8 @@ gen, gen4 = json.load(open(d + "/gen.json")), json.load(open(d + "/gen4.json"))
 run = {json.loads(l)["custom_id"]: json.loads(l)["response"]["body"] for l in open(d + "/run.jsonl")}
 words = gen["text"].split()
 ref = {"prompt": prompt, "generated_ids": gen["generated_ids"], "text": gen["text"], "text_4": gen4["text"],
-       "run_text": run["c"]["choices"][0]["text"], "prompt_tokens": run["c"]["usage"]["prompt_tokens"],
+       "run_text": run["c"]["choices"][0]["text"],
+       "run_ids": [int(t.split(":")[1]) for t in run["c"]["choices"][0]["logprobs"]["tokens"]], "prompt_tokens": run["c"]["usage"]["prompt_tokens"],
        "chat_prompt_tokens": run["chat"]["usage"]["prompt_tokens"], "stop": " " + words[4]}
 assert gen["finish_reason"] == "length" and len(words) > 5, gen
 json.dump(ref, open(d + "/ref.json", "w"))
