@@ -75,7 +75,8 @@ typedef struct cli_common {
     "                           takes GPU local-rank mod GPUs)\n"                                  \
     "  --precision P            cuda: bf16 (bf16 GEMMs and state, fp32 accumulation; default) | f32\n" \
     "                           (TF32 off: the golden-exact mode)\n"                               \
-    "  --threads N              CPU kernel threads per rank (default: cores / ranks per node)\n" \
+    "  --threads N              CPU kernel threads per rank (default: the CPUs the rank may run on,\n" \
+    "                           split among ranks that share them)\n" \
     "  --isa I                  avx512 | avx2 | generic (default: best available)\n"             \
     "  --kv-budget-mb N         long-context state memory per pipeline stage\n"                  \
     "  --max-rows N             rows per micro-batch\n"                                          \

@@ -100,12 +100,8 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
         n->weight_bytes += brt_weights_layer_bytes(&n->model.files, cfg, l);
     n->kv_budget = o->kv_budget > 0 ? o->kv_budget : brt_node_default_kv_budget(n->grid.local_size, n->weight_bytes);
     int threads = o->threads;
-    if (threads <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = (int)(cores > 0 ? cores : 1) / (n->grid.local_size > 0 ? n->grid.local_size : 1);
-        if (threads < 1)
-            threads = 1;
-    }
+    if (threads <= 0) /* what the allocation gives this rank, not the node's core count */
+        threads = tr ? tr->cpus : brt_affinity_cpus();
     /* each rank of a node takes its own GPU (ranks beyond the GPUs share them round robin) */
     int gpus = o->device && !strcmp(o->device, "cuda") ? brt_backend_gpu_count() : 0;
     n->gpu = gpus > 0 ? n->grid.local_rank % gpus : -1;
@@ -129,9 +125,8 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
         if (st != BRT_OK)
             goto fail;
     }
-    if (world > 1)
-        brt_log_debug("stage %d of pipeline %d: layers %d-%d, %d threads, KV budget %.0f MiB", s, n->grid.my_dp, a,
-                      b - 1, n->be->n_threads, n->kv_budget / 1048576.0);
+    brt_log_debug("stage %d of pipeline %d: layers %d-%d, %d threads, KV budget %.0f MiB", s, n->grid.my_dp, a, b - 1,
+                  n->be->n_threads, n->kv_budget / 1048576.0);
     brt_rank_status("idle");
     *out = n;
     return BRT_OK;

@@ -47,8 +47,14 @@ struct brt_transport {
     void (*abort)(brt_transport *t, int code);
     void (*destroy)(brt_transport *t);
     int32_t local_rank, local_size; /* ranks on this node (shared memory) */
+    int32_t cpus;                   /* CPUs for this rank's threads: its affinity (what Slurm's cgroup,
+                                       --cpus-per-task and mpirun's binding give), divided among the
+                                       ranks of the node whose affinity overlaps it */
     char host[64];
 };
+
+/* CPUs this process may run on (sched_getaffinity; the online count if that fails). */
+int32_t brt_affinity_cpus(void);
 
 /* True when an MPI launcher (mpirun, srun --mpi=pmix) started this process. */
 int brt_mpi_launched(void);

@@ -5,7 +5,9 @@
  * messages from one rank arrive in order (MPI's non-overtaking rule per source and tag). While
  * waiting, a receive polls with a short sleep that backs off, so a waiting rank does not steal
  * the cores its neighbours compute on. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_* */
 #include <errno.h>
+#include <sched.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,6 +210,40 @@ static void mpi_destroy(brt_transport *t)
     MPI_Finalize();
 }
 
+int32_t brt_affinity_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int32_t)n : 1;
+}
+
+/* The CPUs this rank's threads should use: ranks bound to their own cores (mpirun's default binding,
+ * Slurm's task affinity) keep their affinity; ranks that share one set (--bind-to none, a job's
+ * cgroup without binding) split it. Collective over the node's ranks. */
+static int32_t shared_cpus(MPI_Comm node, int32_t local_size)
+{
+    cpu_set_t own;
+    CPU_ZERO(&own);
+    if (sched_getaffinity(0, sizeof own, &own) != 0 || CPU_COUNT(&own) == 0)
+        return brt_affinity_cpus() / (local_size > 0 ? local_size : 1);
+    cpu_set_t *all = calloc((size_t)local_size, sizeof *all); /* [local_size] every local rank's set */
+    if (!all || MPI_Allgather(&own, (int)sizeof own, MPI_BYTE, all, (int)sizeof own, MPI_BYTE, node) != MPI_SUCCESS) {
+        free(all);
+        return CPU_COUNT(&own) / local_size > 0 ? CPU_COUNT(&own) / local_size : 1;
+    }
+    int32_t sharing = 0;
+    for (int32_t r = 0; r < local_size; r++) {
+        cpu_set_t both;
+        CPU_AND(&both, &own, &all[r]);
+        sharing += CPU_COUNT(&both) > 0;
+    }
+    free(all);
+    const int32_t cpus = CPU_COUNT(&own) / (sharing > 0 ? sharing : 1);
+    return cpus > 0 ? cpus : 1;
+}
+
 brt_status brt_mpi_transport_create(int *argc, char ***argv, brt_transport **out, brt_err *err)
 {
     *out = NULL;
@@ -245,11 +281,12 @@ brt_status brt_mpi_transport_create(int *argc, char ***argv, brt_transport **out
     const char *cs = getenv("BRT_MPI_CHUNK_BYTES"); /* tests force small chunks */
     if (cs && strtol(cs, NULL, 10) > 0 && strtol(cs, NULL, 10) <= (1L << 30))
         m->chunk = (size_t)strtol(cs, NULL, 10);
-    m->t = (brt_transport){rank, world, "mpi", mpi_send, mpi_recv, mpi_flush, mpi_abort, mpi_destroy, 0, 1, ""};
+    m->t = (brt_transport){rank, world, "mpi", mpi_send, mpi_recv, mpi_flush, mpi_abort, mpi_destroy, 0, 1, 1, ""};
     MPI_Comm node;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
     MPI_Comm_rank(node, &m->t.local_rank);
     MPI_Comm_size(node, &m->t.local_size);
+    m->t.cpus = shared_cpus(node, m->t.local_size);
     MPI_Comm_free(&node);
     gethostname(m->t.host, sizeof m->t.host - 1);
     *out = &m->t;
