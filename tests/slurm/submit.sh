@@ -1,8 +1,9 @@
 #!/bin/bash
 # A real single-node Slurm cluster (slurmctld + slurmd + munge, started by tests/lib/slurm-local.sh)
 # runs a batch job submitted with launch/beaconrt-submit from a preset: sbatch -> srun --mpi=pmix ->
-# 2 ranks; the results equal those of the same batch under mpirun. Then the job is run again on the
-# same output (a Slurm requeue reruns the same script): nothing is redone or duplicated.
+# 2 ranks; the results equal those of the same batch under mpirun. Then the job is requeued (the
+# same script under the same job id): nothing is redone or duplicated and its log keeps both runs.
+# The GPU presets render one rank per GPU, block placement, a memory request and an early SIGTERM.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/cluster.sh"
 [ "$(id -u)" = 0 ] || skip "the local Slurm cluster needs root"
@@ -34,9 +35,29 @@ brt_mpirun 2 run --config "$cfg" --input "$TMP/in.jsonl" --output "$TMP/local.js
 $NORM "$TMP/local.jsonl" 6 > "$TMP/local.norm"
 cmp -s "$TMP/slurm.norm" "$TMP/local.norm" || fail "results under Slurm differ from mpirun's"
 note "job $jid completed under srun --mpi=pmix; results equal to mpirun's"
-jid=$(timeout -k 5 60 launch/beaconrt-submit "$cfg" --input "$TMP/in.jsonl" --output "$TMP/out.jsonl" --beaconrt "$BRT_BIN")
+# a requeue (preemption, node failure) reruns the same script under the same job id: nothing is
+# redone or duplicated, and the log keeps the first run's lines (--open-mode=append)
+scontrol requeue "$jid" || fail "scontrol requeue $jid"
+scontrol update jobid="$jid" starttime=now >/dev/null 2>&1 || true # a requeued job waits ~2 min otherwise
+sleep 1
 wait_job "$jid"
-grep -q "6 of 6 requests already answered" "$TMP"/out.jsonl.slurm-"$jid".log || fail "the rerun did not see the journal"
-$NORM "$TMP/out.jsonl" 6 >/dev/null || fail "the rerun duplicated results"
-note "rerun (as after a requeue): nothing redone"
+log=$TMP/out.jsonl.slurm-$jid.log
+grep -q "(restart 0)" "$log" && grep -q "(restart 1)" "$log" || { cat "$log" >&2; fail "the log lost the first run"; }
+grep -q "6 of 6 requests already answered" "$log" || fail "the requeued run did not see the journal"
+$NORM "$TMP/out.jsonl" 6 >/dev/null || fail "the requeued run duplicated results"
+note "requeued job $jid: nothing redone, both runs in its log"
+scontrol show job "$jid" | grep -q "Requeue=1" || fail "the job is not requeue-able"
+
+# the GPU presets render one rank per GPU, block placement, memory, and the early SIGTERM
+for gcfg in "$BRT_SOURCE_DIR"/configs/*.json; do
+    grep -q '"gpus_per_node"' "$gcfg" || continue
+    launch/beaconrt-submit "$gcfg" --input in.jsonl --output out.jsonl --dry-run >"$TMP/gpu.sh"
+    for d in "--gpus-per-task=1" "--gpu-bind=per_task:1" "--distribution=block" "--mem=" "--signal=TERM@" \
+             "--open-mode=append" "--requeue"; do
+        grep -q -- "^#SBATCH $d" "$TMP/gpu.sh" || fail "$(basename "$gcfg"): no #SBATCH $d"
+    done
+    grep -q "^srun .*--gpus-per-task=1" "$TMP/gpu.sh" || fail "$(basename "$gcfg"): srun does not bind a GPU per task"
+    bash -n "$TMP/gpu.sh" || fail "$(basename "$gcfg"): the rendered script is not valid bash"
+done
+note "GPU presets render --gpus-per-task=1 --gpu-bind=per_task:1, block placement, --mem, --signal"
 echo "PASS"
