@@ -68,6 +68,28 @@ static brt_status append_ids(int32_t **ids, size_t *n, size_t *cap, const int32_
     return BRT_OK;
 }
 
+/* The most prompt tokens a request may have: the model's context under plain attention, beaconrt's
+ * per-job limit otherwise, less what it asks to generate. Tokenizing stops past it, so a huge
+ * prompt is refused for the memory of its text, not of all its tokens. */
+static size_t prompt_limit(const brt_model_config *cfg, const brt_request *r)
+{
+    const int64_t gen = r->max_tokens > 0 ? r->max_tokens : 0;
+    const int64_t cap = (cfg->policy == BRT_POLICY_FULL ? cfg->max_pos : BRT_MAX_JOB_TOKENS) - gen;
+    return cap > 0 ? (size_t)cap : 0;
+}
+
+static brt_status too_long(const brt_model_config *cfg, const brt_request *r, size_t limit, brt_err *err)
+{
+    if (cfg->policy == BRT_POLICY_FULL)
+        return brt_errf(err, BRT_ERR_RANGE,
+                        "the prompt of more than %zu tokens + max_tokens %d exceeds the model's context of %d tokens "
+                        "(policy full; a long-context policy such as beacon_v1 reads further)",
+                        limit, r->max_tokens > 0 ? r->max_tokens : 0, cfg->max_pos);
+    return brt_errf(err, BRT_ERR_RANGE,
+                    "the prompt of more than %zu tokens + max_tokens %d is above beaconrt's limit of %d tokens per job",
+                    limit, r->max_tokens > 0 ? r->max_tokens : 0, BRT_MAX_JOB_TOKENS);
+}
+
 /* messages -> the template's pieces -> ids: specials by their token, text encoded on its own (as a
  * Hugging Face tokenizer splits a rendered prompt on its special tokens) */
 static brt_status chat_ids(brt_api_model *am, const brt_request *r, int32_t **ids, size_t *n_ids, int32_t *stop_id,
@@ -95,7 +117,11 @@ static brt_status chat_ids(brt_api_model *am, const brt_request *r, int32_t **id
         }
         int32_t *t = NULL;
         size_t nt = 0;
-        st = brt_tokenizer_encode(tok, p.pieces[i].text, p.pieces[i].len, 0, &t, &nt, err);
+        const size_t limit = prompt_limit(&am->model->cfg, r);
+        st = brt_tokenizer_encode_max(tok, p.pieces[i].text, p.pieces[i].len, 0, limit > *n_ids ? limit - *n_ids : 0,
+                                      &t, &nt, err);
+        if (st == BRT_ERR_RANGE && p.pieces[i].len <= ((size_t)1 << 29))
+            st = too_long(&am->model->cfg, r, limit, err);
         if (st == BRT_OK)
             st = append_ids(ids, n_ids, &cap, t, nt, err);
         free(t);
@@ -126,8 +152,13 @@ brt_status brt_api_job_spec(brt_api_model *am, const brt_request *r, const char 
                         r->messages ? "a chat request" : r->prompt ? "a text prompt" : "a stop string", m->dir);
     if (r->kind == BRT_API_CHAT)
         BRT_TRY(chat_ids(am, r, ids, &n_ids, &stop_id, err));
-    else if (r->prompt)
-        BRT_TRY(brt_tokenizer_encode(m->tok, r->prompt, strlen(r->prompt), 1, ids, &n_ids, err));
+    else if (r->prompt) {
+        const size_t limit = prompt_limit(cfg, r);
+        brt_status st = brt_tokenizer_encode_max(m->tok, r->prompt, strlen(r->prompt), 1, limit, ids, &n_ids, err);
+        if (st == BRT_ERR_RANGE && strlen(r->prompt) <= ((size_t)1 << 29))
+            return too_long(cfg, r, limit, err);
+        BRT_TRY(st);
+    }
     else {
         *ids = malloc((r->n_prompt_ids ? r->n_prompt_ids : 1) * sizeof **ids);
         if (!*ids)

@@ -657,8 +657,97 @@ static void emit(encoder *e, uint32_t start, uint32_t len)
     e->prev_unk = is_unk;
 }
 
+/* The initial symbol at normalized byte i: a user-defined piece (longest match, frozen) or one
+ * character. */
+static sym first_symbol(const brt_tokenizer *tok, const char *norm, size_t m, size_t i, int32_t index)
+{
+    uint32_t l = 0;
+    uint8_t freeze = 0;
+    if (tok->has_user && tok->user_first[(unsigned char)norm[i]]) {
+        for (size_t k = 0; k < tok->n_user_lens; k++) {
+            uint32_t ul = tok->user_lens[k];
+            if (ul > m - i)
+                continue;
+            int32_t id = table_find(tok, &tok->normal, norm + i, ul);
+            if (id >= 0 && tok->type[id] == PT_USER) {
+                l = ul, freeze = 1;
+                break;
+            }
+        }
+    }
+    if (l == 0)
+        l = (uint32_t)utf8_char_len((const unsigned char *)norm + i, m - i);
+    return (sym){(uint32_t)i, l, index - 1, -1, freeze};
+}
+
+/* Room for n symbols (and 3n heap pairs: each merge pushes at most two pairs on top of the
+ * initial n-1) and for `bytes` more ids (an id covers at least one byte). */
+static int encoder_room(encoder *e, size_t n, size_t *cap_syms, size_t bytes, size_t *cap_ids)
+{
+    if (n > *cap_syms) {
+        size_t cap = *cap_syms ? *cap_syms : 64;
+        while (cap < n)
+            cap *= 2;
+        sym *s = realloc(e->syms, cap * sizeof *s);
+        if (!s)
+            return -1;
+        e->syms = s;
+        pair *h = realloc(e->heap, 3 * cap * sizeof *h);
+        if (!h)
+            return -1;
+        e->heap = h;
+        *cap_syms = cap;
+    }
+    if (e->n_ids + bytes + 1 > *cap_ids) {
+        size_t cap = *cap_ids ? *cap_ids : 256;
+        while (cap < e->n_ids + bytes + 1)
+            cap *= 2;
+        int32_t *ids = realloc(e->ids, cap * sizeof *ids);
+        if (!ids)
+            return -1;
+        e->ids = ids;
+        *cap_ids = cap;
+    }
+    return 0;
+}
+
+/* BPE over symbols [0, n) of e->syms (word by word when the model splits words), then their ids. */
+static void merge_and_emit(encoder *e, int32_t n_syms)
+{
+    const brt_tokenizer *tok = e->tok;
+    /* A pair across a word start is looked up but never found, so the words stay apart. */
+    for (int32_t w = 0, w_end; w < n_syms; w = w_end) {
+        w_end = tok->split_words ? w + 1 : n_syms;
+        while (w_end < n_syms && !word_start(e, w_end))
+            w_end++;
+        for (int32_t i = w + 1; i < w_end; i++)
+            try_pair(e, i - 1, i);
+        while (e->n_heap > 0) {
+            pair p = heap_pop(e);
+            sym *l = &e->syms[p.left], *r = &e->syms[p.right];
+            if (l->len == 0 || r->len == 0 || l->len + r->len != p.size)
+                continue;
+            l->len += r->len;
+            l->next = r->next;
+            if (r->next >= 0)
+                e->syms[r->next].prev = p.left;
+            r->len = 0;
+            try_pair(e, l->prev, p.left);
+            try_pair(e, p.left, l->next);
+        }
+    }
+    for (int32_t i = n_syms ? 0 : -1; i >= 0; i = e->syms[i].next)
+        emit(e, e->syms[i].start, e->syms[i].len);
+}
+
 brt_status brt_tokenizer_encode(const brt_tokenizer *tok, const char *text, size_t len, int add_bos,
                                 int32_t **ids, size_t *n_ids, brt_err *err)
+{
+    return brt_tokenizer_encode_max(tok, text, len, add_bos, SIZE_MAX, ids, n_ids, err);
+}
+
+brt_status brt_tokenizer_encode_max(const brt_tokenizer *tok, const char *text, size_t len, int add_bos,
+                                    size_t max_ids, int32_t **ids, size_t *n_ids, brt_err *err)
 {
     *ids = NULL;
     *n_ids = 0;
@@ -682,71 +771,59 @@ brt_status brt_tokenizer_encode(const brt_tokenizer *tok, const char *text, size
         return brt_errf(err, BRT_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of text", len);
     size_t m = normalize(tok, text, len, norm);
     e.norm = norm;
-    /* Every id covers at least one normalized byte, so m (+ BOS) bounds the output. */
-    e.ids = malloc((m + 1) * sizeof *e.ids);
-    e.syms = malloc((m ? m : 1) * sizeof *e.syms);
-    e.heap = malloc((m ? 3 * m : 1) * sizeof *e.heap);
     e.rev = tok->n_unused ? calloc((size_t)tok->n_unused, sizeof *e.rev) : NULL;
-    if (!e.ids || !e.syms || !e.heap || (tok->n_unused && !e.rev)) {
-        free(norm), free(e.ids), free(e.syms), free(e.heap), free(e.rev);
-        return brt_errf(err, BRT_ERR_NOMEM, "tokenizer: out of memory encoding %zu bytes", len);
+    size_t cap_syms = 0, cap_ids = 0;
+    int oom = tok->n_unused && !e.rev;
+    if (!oom && add_bos) {
+        oom = encoder_room(&e, 0, &cap_syms, 0, &cap_ids) != 0;
+        if (!oom)
+            e.ids[e.n_ids++] = tok->bos_id;
     }
-    if (add_bos)
-        e.ids[e.n_ids++] = tok->bos_id;
-
-    /* Initial symbols: user-defined pieces (longest match) or single characters. */
+    /* With words split, each word is merged and emitted as soon as it is complete: memory is one
+     * word's symbols, not the text's, and the limit stops a huge text early. Otherwise (UNUSED
+     * pieces remember pairs across the whole text) the whole text is one run. */
     int32_t n_syms = 0;
-    for (size_t i = 0; i < m;) {
-        uint32_t l = 0;
-        uint8_t freeze = 0;
-        if (tok->has_user && tok->user_first[(unsigned char)norm[i]]) {
-            for (size_t k = 0; k < tok->n_user_lens; k++) {
-                uint32_t ul = tok->user_lens[k];
-                if (ul > m - i)
-                    continue;
-                int32_t id = table_find(tok, &tok->normal, norm + i, ul);
-                if (id >= 0 && tok->type[id] == PT_USER) {
-                    l = ul, freeze = 1;
-                    break;
-                }
-            }
+    size_t run_start = 0;
+    for (size_t i = 0; i < m && !oom && e.n_ids <= max_ids;) {
+        sym s = first_symbol(tok, norm, m, i, n_syms);
+        if (encoder_room(&e, (size_t)n_syms + 1, &cap_syms, 0, &cap_ids) != 0) {
+            oom = 1;
+            break;
         }
-        if (l == 0)
-            l = (uint32_t)utf8_char_len((const unsigned char *)norm + i, m - i);
-        e.syms[n_syms] = (sym){(uint32_t)i, l, n_syms - 1, -1, freeze};
-        if (n_syms > 0)
+        e.syms[n_syms] = s;
+        if (tok->split_words && n_syms > 0 && word_start(&e, n_syms)) {
+            e.syms[n_syms - 1].next = -1; /* the word before it is complete */
+            if (encoder_room(&e, (size_t)n_syms, &cap_syms, i - run_start, &cap_ids) != 0) {
+                oom = 1;
+                break;
+            }
+            merge_and_emit(&e, n_syms);
+            s.start = (uint32_t)i;
+            s.prev = -1;
+            e.syms[0] = s;
+            n_syms = 0;
+            run_start = i;
+        } else if (n_syms > 0)
             e.syms[n_syms - 1].next = n_syms;
         n_syms++;
-        i += l;
+        i += s.len;
     }
-
-    /* Each merge pushes at most two pairs on top of the initial n-1: 3m bounds the heap. A
-     * pair across a word start is looked up but never found, so the words stay apart. */
-    for (int32_t w = 0, w_end; w < n_syms; w = w_end) {
-        w_end = tok->split_words ? w + 1 : n_syms;
-        while (w_end < n_syms && !word_start(&e, w_end))
-            w_end++;
-        for (int32_t i = w + 1; i < w_end; i++)
-            try_pair(&e, i - 1, i);
-        while (e.n_heap > 0) {
-            pair p = heap_pop(&e);
-            sym *l = &e.syms[p.left], *r = &e.syms[p.right];
-            if (l->len == 0 || r->len == 0 || l->len + r->len != p.size)
-                continue;
-            l->len += r->len;
-            l->next = r->next;
-            if (r->next >= 0)
-                e.syms[r->next].prev = p.left;
-            r->len = 0;
-            try_pair(&e, l->prev, p.left);
-            try_pair(&e, p.left, l->next);
-        }
+    if (!oom && e.n_ids <= max_ids && n_syms > 0) {
+        oom = encoder_room(&e, (size_t)n_syms, &cap_syms, m - run_start, &cap_ids) != 0;
+        if (!oom)
+            merge_and_emit(&e, n_syms);
     }
-
-    for (int32_t i = n_syms ? 0 : -1; i >= 0; i = e.syms[i].next)
-        emit(&e, e.syms[i].start, e.syms[i].len);
-
+    if (!oom && !e.ids) /* empty text without BOS: never NULL on success */
+        oom = encoder_room(&e, 0, &cap_syms, 0, &cap_ids) != 0;
     free(norm), free(e.syms), free(e.heap), free(e.rev);
+    if (oom) {
+        free(e.ids);
+        return brt_errf(err, BRT_ERR_NOMEM, "tokenizer: out of memory encoding %zu bytes", len);
+    }
+    if (e.n_ids > max_ids) {
+        free(e.ids);
+        return brt_errf(err, BRT_ERR_RANGE, "the text (%zu bytes) is more than %zu tokens", len, max_ids);
+    }
     *ids = e.ids;
     *n_ids = e.n_ids;
     return BRT_OK;

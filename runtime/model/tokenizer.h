@@ -39,6 +39,10 @@ int32_t brt_tokenizer_pad_id(const brt_tokenizer *tok);
  * it to U+FFFD; a request with broken text is better rejected). */
 brt_status brt_tokenizer_encode(const brt_tokenizer *tok, const char *text, size_t len, int add_bos,
                                 int32_t **ids, size_t *n_ids, brt_err *err);
+/* The same, refusing (BRT_ERR_RANGE) a text of more than max_ids tokens: it stops soon after the
+ * limit, so a huge text costs about its own size in memory, not the tokens of all of it. */
+brt_status brt_tokenizer_encode_max(const brt_tokenizer *tok, const char *text, size_t len, int add_bos,
+                                    size_t max_ids, int32_t **ids, size_t *n_ids, brt_err *err);
 
 /* Decode like sentencepiece's decode: pieces concatenated with U+2581 -> ' ', control pieces
  * -> "", runs of byte pieces reassembled into UTF-8 (each invalid byte -> U+FFFD), unknown -> the
