@@ -6,7 +6,11 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "cluster/grid.h"
 #include "cluster/node.h"
+#include "engine/policy.h"
+#include "model/model.h"
+#include "model/plan_weights.h"
 
 extern brt_transport *g_cli_tr; /* MPI when launched by mpirun/srun, else NULL (main.c) */
 
@@ -26,7 +30,7 @@ typedef struct cli_common {
     double kv_budget_mb;
     int32_t ranks;            /* preset parallel.ranks (plan, submit) */
     int32_t preset_pp, preset_dp; /* preset parallel.pp / dp: used when the launch has their ranks */
-    char *preset_model;
+    char *preset_model;       /* preset "model", resolved against the preset's folder */
     char *model_config;       /* preset: config.json to plan with when the model folder is absent */
     char *preset_device, *preset_precision; /* preset resources.device / precision */
     double gpu_mem_gb;        /* plan: memory of one GPU (preset resources.gpu_mem_gb) */
@@ -55,7 +59,8 @@ typedef struct cli_common {
 #define CLI_MODEL_HELP                                                                           \
     "model and long-context policy:\n"                                                           \
     "  --model DIR              Hugging Face model folder (config.json, *.safetensors, tokenizer.model)\n" \
-    "  --config FILE            deployment preset (configs/*.json); flags override it\n"        \
+    "  --config FILE            deployment preset (configs/*.json; paths in it are relative to it);\n" \
+    "                           flags override it\n"                                               \
     "  --policy P               full | beacon_v1 | beacon_v2 | fot (default: from config.json)\n" \
     "  --beacon-window N        Activation Beacon: raw tokens per window\n"                      \
     "  --beacon-stride N        tokens condensed per full window (default: the window)\n"        \
@@ -109,6 +114,14 @@ char *cli_read_file(const char *path, size_t *len);
 int cli_fail(const char *cmd, const brt_err *err);
 /* Parses a whole decimal integer in [lo, hi]; 1 on success, 0 (out untouched) otherwise. */
 int cli_num(const char *arg, long lo, long hi, long *out);
+/* Parses a token count in [lo, hi]: a decimal number with an optional suffix K (x 1,000) or M
+ * (x 1,000,000), decimal like the token counts in papers, not 1024: 400K, 1M, 1.5M, 131072. The
+ * result must be whole. 1 on success, 0 (out untouched) otherwise. */
+int cli_tokens(const char *arg, long long lo, long long hi, long long *out);
+/* --temperature / --top-p values, with the batch requests' ranges (runtime/api/request.c):
+ * temperature a finite number in [0, 2], top_p in (0, 1]. 1 when valid. */
+int cli_temperature_ok(double t);
+int cli_top_p_ok(double p);
 /* Opens the node for a one-job command. Returns 1 on the coordinator (rank 0) once the ids fit the
  * model's vocabulary; otherwise 0 with *rc set: the open failed (the other ranks are aborted), the ids
  * are out of range, or this rank was a pipeline stage and has already served the coordinator. */
@@ -120,5 +133,60 @@ int cli_open_coordinator(cli_common *c, const char *cmd, const char *ids_spec, c
 int cli_run_one_job(brt_node *node, const char *cmd, const brt_job_spec *spec, brt_job *const *done);
 /* An id outside [0, vocab) is an error naming the ids file (spec) and the position. */
 int cli_check_ids(const char *cmd, const char *spec, const int32_t *ids, size_t n, int32_t vocab);
+
+/* What plan and inspect report for one deployment of a model, computed in one place so that the
+ * two commands print the same figures: the model (its checkpoint when the folder has one, else its
+ * config alone), the rank grid, and per pipeline stage the weights, activations, KV budget, one
+ * job's state and how many jobs fit. */
+typedef struct cli_stage_row {
+    int32_t a, b;             /* layers [a, b) */
+    brt_weight_count w;      /* as stored */
+    int64_t weights;          /* bytes on the stage's device (as stored on CPUs) */
+    int64_t acts;             /* GPU activation buffers */
+    int64_t budget;           /* KV budget */
+    int64_t job;              /* one job's state (0 without a document length) */
+    int64_t fit;              /* jobs that fit (-1 without a document length) */
+    int weights_fit;          /* the weights leave the runtime's minimum KV budget (256 MiB) */
+} cli_stage_row;
+
+typedef struct cli_plan {
+    const char *cmd;
+    int64_t doc, max_new;
+    /* the model */
+    brt_model model;          /* open (config, tokenizer, weights) when the folder has weights */
+    int have_weights;
+    brt_model_config cfg;
+    char config_path[4096];   /* the config.json the figures come from */
+    brt_dtype dtype;          /* without weights: the element type of every tensor */
+    const char *dtype_from;   /* "torch_dtype", "--weight-dtype" or "default" */
+    /* the deployment */
+    int32_t ranks;
+    brt_grid g;
+    char grid_note[256];      /* how the grid was chosen, for the reader */
+    int gpu, f32, dev_es;     /* --device cuda, --precision f32, matrix element bytes on the GPU */
+    brt_dtype state_dt;
+    int64_t gpu_mem, kv_budget; /* kv_budget: --kv-budget-mb / preset (0: the runtime's default) */
+    int32_t chunk, max_rows, block_bytes;
+    brt_state_need need;
+    int64_t pos_need, pos_limit; /* positions one job occupies and the model has (0 without a length) */
+    cli_stage_row rows[BRT_MAX_STAGES];
+    int64_t fit_min;          /* jobs per pipeline (-1 without a document length) */
+} cli_plan;
+
+/* Opens the model and lays out the deployment. ranks: --ranks (0: the preset's, or --pp x --dp, or
+ * 1); --ranks without --pp/--dp picks the grid: the fewest stages whose weights and one job fit, the
+ * rest replicas. weight_dtype: --weight-dtype (sizes a checkpoint that is not here; NULL: the
+ * config's torch_dtype). Returns 0 (close it with cli_plan_close), or the exit status after printing
+ * why (nothing left open). */
+int cli_plan_open(cli_plan *p, cli_common *c, const char *cmd, const char *weight_dtype, int64_t doc, int64_t max_new,
+                  int32_t ranks);
+void cli_plan_close(cli_plan *p);
+/* The per-stage table (text) and its JSON array. */
+void cli_plan_print_stages(const cli_plan *p);
+json_t *cli_plan_stages_json(const cli_plan *p);
+/* What makes the deployment fail: a document needing more positions than the model has, a stage
+ * that holds no job of that length, weights that leave a GPU no room. Prints one warning line each
+ * on stderr, appends them to warnings (may be NULL); returns how many. */
+int cli_plan_warnings(const cli_plan *p, json_t *warnings);
 
 #endif

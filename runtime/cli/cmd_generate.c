@@ -21,8 +21,8 @@ static const char *const k_help =
     "  --prompt-file FILE       read the prompt from a file (long documents)\n"
     "  --input-ids FILE[:T]     token ids from a safetensors file\n"
     "  -n, --max-tokens N       tokens to generate (default 256)\n"
-    "  --temperature T          0 = greedy (default 0.8)\n"
-    "  --top-p P                nucleus sampling mass (default 0.95)\n"
+    "  --temperature T          in [0, 2]; 0 = greedy (default 0.8)\n"
+    "  --top-p P                nucleus sampling mass in (0, 1] (default 0.95)\n"
     "  --seed S                 sampling seed (default 1337; equal seeds give equal outputs)\n"
     "  --greedy                 same as --temperature 0\n"
     "  --ignore-eos             keep generating after the end-of-sequence token\n"
@@ -80,18 +80,18 @@ int cmd_generate(int argc, char **argv)
                 goto out;
             }
             break;
-        case 't':
+        case 't': /* the batch requests' range (api/request.c); strtod also reads "nan" and "inf" */
             temperature = strtod(optarg, &end);
-            if (*end || temperature < 0) {
-                fprintf(stderr, "beaconrt generate: --temperature wants a number >= 0\n");
+            if (!*optarg || *end || !cli_temperature_ok(temperature)) {
+                fprintf(stderr, "beaconrt generate: --temperature wants a number in [0, 2], not '%s'\n", optarg);
                 rc = 2;
                 goto out;
             }
             break;
         case 'P':
             top_p = strtod(optarg, &end);
-            if (*end || !(top_p > 0 && top_p <= 1)) {
-                fprintf(stderr, "beaconrt generate: --top-p wants a number in (0, 1]\n");
+            if (!*optarg || *end || !cli_top_p_ok(top_p)) {
+                fprintf(stderr, "beaconrt generate: --top-p wants a number in (0, 1], not '%s'\n", optarg);
                 rc = 2;
                 goto out;
             }

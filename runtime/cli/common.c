@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 #include "base/log.h"
@@ -68,13 +69,65 @@ int cli_num(const char *arg, long lo, long hi, long *out)
     return 1;
 }
 
+int cli_tokens(const char *arg, long long lo, long long hi, long long *out)
+{
+    /* digits [. digits] [K|M]: parsed by hand, not strtod, so 1.5M is exactly 1500000 */
+    const char *p = arg;
+    long long whole = 0, frac = 0, frac_div = 1;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        if (whole > (LLONG_MAX - 9) / 10)
+            return 0;
+        whole = whole * 10 + (*p - '0');
+    }
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
+            if (frac_div >= 1000000000LL) /* 9 decimals: finer than a token of 1M already */
+                return 0;
+            frac = frac * 10 + (*p - '0');
+            frac_div *= 10;
+        }
+    }
+    if (!digits)
+        return 0;
+    long long mul = 1;
+    if (*p == 'K' || *p == 'k')
+        mul = 1000, p++;
+    else if (*p == 'M' || *p == 'm')
+        mul = 1000000, p++;
+    if (*p || whole >= LLONG_MAX / mul - 1 || (frac * mul) % frac_div != 0)
+        return 0; /* trailing text, overflow, or a fraction of a token */
+    long long v = whole * mul + frac * mul / frac_div;
+    if (v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+int cli_temperature_ok(double t) { return t >= 0.0 && t <= 2.0; } /* NaN fails both */
+
+int cli_top_p_ok(double p) { return p > 0.0 && p <= 1.0 && (float)p > 0.0f; } /* a float 0 would sample nothing */
+
+/* Sets a config.json key from a flag and records which flag, so that a value the config parser
+ * refuses is blamed on the flag (BRT_CONFIG_ORIGIN_KEY) rather than on the model's config.json. */
+static void set_key(cli_common *c, const char *key, json_t *val, const char *label)
+{
+    json_object_set_new(c->overrides, key, val);
+    json_t *o = json_object_get(c->overrides, BRT_CONFIG_ORIGIN_KEY);
+    if (!json_is_object(o)) {
+        o = json_object();
+        json_object_set_new(c->overrides, BRT_CONFIG_ORIGIN_KEY, o);
+    }
+    json_object_set_new(o, key, json_string(label));
+}
+
 int cli_common_opt(cli_common *c, int opt, const char *arg)
 {
     long v;
     json_t *j;
     switch (opt) {
     case 1000: c->model = arg; return 1;
-    case 1001: json_object_set_new(c->overrides, "policy", json_string(arg)); return 1;
+    case 1001: set_key(c, "policy", json_string(arg), "--policy"); return 1;
     case 1002:
     case 1003:
     case 1009:
@@ -84,35 +137,39 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
         if (opt == 1003) { /* a list: an integer stride would mark the config as v2 */
             json_t *l = json_array();
             json_array_append_new(l, json_integer(v));
-            json_object_set_new(c->overrides, "beacon_stride", l);
-        }
+            set_key(c, "beacon_stride", l, "--beacon-stride");
+        } else if (opt == 1002)
+            set_key(c, "beacon_window", json_integer(v), "--beacon-window");
+        else if (opt == 1009)
+            set_key(c, "last_context_length", json_integer(v), "--last-context-length");
         else
-            json_object_set_new(c->overrides,
-                                opt == 1002 ? "beacon_window" : opt == 1009 ? "last_context_length" : "beacon_sink_size",
-                                json_integer(v));
+            set_key(c, "beacon_sink_size", json_integer(v), "--beacon-sink-size");
         return 1;
     case 1004:
     case 1008:
         if (!(j = int_list(arg)))
             return -1;
-        json_object_set_new(c->overrides, opt == 1004 ? "beacon_ratio" : "mem_layers", j);
+        set_key(c, opt == 1004 ? "beacon_ratio" : "mem_layers", j, opt == 1004 ? "--beacon-ratio" : "--mem-layers");
         return 1;
-    case 1005: json_object_set_new(c->overrides, "beacon_ratio_mix", json_string(arg)); return 1;
-    case 1006: json_object_set_new(c->overrides, "beacon_attn", json_string(arg)); return 1;
-    case 1007: json_object_set_new(c->overrides, "beacon_param", str_list(arg)); return 1;
-    case 1010: json_object_set_new(c->overrides, "mem_dtype", json_string(arg)); return 1;
-    case 1023: json_object_set_new(c->overrides, "beacon_pos", json_string(arg)); return 1;
+    case 1005: set_key(c, "beacon_ratio_mix", json_string(arg), "--beacon-ratio-mix"); return 1;
+    case 1006: set_key(c, "beacon_attn", json_string(arg), "--beacon-attn"); return 1;
+    case 1007: set_key(c, "beacon_param", str_list(arg), "--beacon-param"); return 1;
+    case 1010: set_key(c, "mem_dtype", json_string(arg), "--mem-dtype"); return 1;
+    case 1023: set_key(c, "beacon_pos", json_string(arg), "--beacon-pos"); return 1;
     case 1011: {
         const char *eq = strchr(arg, '=');
         if (!eq || eq == arg)
             return -1;
-        char key[256];
+        char key[256], label[300];
         snprintf(key, sizeof key, "%.*s", (int)(eq - arg), arg);
+        if (!strcmp(key, BRT_CONFIG_ORIGIN_KEY))
+            return -1;
         json_error_t je;
         json_t *val = json_loads(eq + 1, JSON_DECODE_ANY, &je);
         if (!val)
             val = json_string(eq + 1); /* a bare word is a string */
-        json_object_set_new(c->overrides, key, val);
+        snprintf(label, sizeof label, "--set %s", key);
+        set_key(c, key, val, label);
         return 1;
     }
     case 1012:
@@ -182,6 +239,20 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
     return 0;
 }
 
+/* A path written in a preset, relative to the preset file's folder (so a preset means the same files
+ * from whatever directory it is used); absolute paths stay as they are. */
+static char *preset_path(const char *preset, const char *path)
+{
+    const char *slash = strrchr(preset, '/');
+    if (path[0] == '/' || !slash)
+        return strdup(path);
+    size_t n = (size_t)(slash - preset) + 1 + strlen(path) + 1;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%.*s/%s", (int)(slash - preset), preset, path);
+    return out;
+}
+
 /* A deployment preset (a JSON file in configs/): model, long-context knobs, parallelism, resources,
  * Slurm settings. Flags given on the command line win over the preset. */
 static int apply_preset(cli_common *c, const char *cmd)
@@ -211,11 +282,22 @@ static int apply_preset(cli_common *c, const char *cmd)
         }
     }
     json_t *mc = json_object_get(p, "model_config");
-    if (json_is_string(mc))
-        c->model_config = strdup(json_string_value(mc));
     json_t *m = json_object_get(p, "model");
-    if (!c->model && json_is_string(m)) {
-        c->preset_model = strdup(json_string_value(m));
+    for (const char *const *k = (const char *const[]){"model", "model_config", NULL}; *k; k++) {
+        json_t *pv = json_object_get(p, *k);
+        if (pv && (!json_is_string(pv) || !*json_string_value(pv))) {
+            fprintf(stderr, "beaconrt %s: %s: \"%s\" must be a path (relative to the preset's folder)\n", cmd,
+                    c->config_path, *k);
+            rc = -1;
+            goto out;
+        }
+    }
+    if (mc) {
+        free(c->model_config);
+        c->model_config = preset_path(c->config_path, json_string_value(mc));
+    }
+    if (!c->model && m) {
+        c->preset_model = preset_path(c->config_path, json_string_value(m));
         c->model = c->preset_model;
     }
     json_t *pol = json_object_get(p, "policy");
@@ -225,8 +307,18 @@ static int apply_preset(cli_common *c, const char *cmd)
             rc = -1;
             goto out;
         }
-        json_object_foreach(pol, key, v) if (!json_object_get(c->overrides, key))
-            json_object_set(c->overrides, key, v);
+        char label[4200];
+        snprintf(label, sizeof label, "%s \"policy\"", c->config_path);
+        json_object_foreach(pol, key, v)
+        {
+            if (!strcmp(key, BRT_CONFIG_ORIGIN_KEY)) {
+                fprintf(stderr, "beaconrt %s: %s: policy.%s is not a config.json key\n", cmd, c->config_path, key);
+                rc = -1;
+                goto out;
+            }
+            if (!json_object_get(c->overrides, key))
+                set_key(c, key, json_incref(v), label);
+        }
     }
     struct {
         const char *sect, *key;
@@ -305,21 +397,19 @@ int cli_common_finish(cli_common *c, const char *cmd)
         return -1;
     if (c->kv_budget_mb > 0 && c->node.kv_budget == 0)
         c->node.kv_budget = (int64_t)(c->kv_budget_mb * 1048576.0);
-    /* the preset's grid applies when this launch has its ranks (flags always apply) */
+    /* the preset's grid applies when this launch has its ranks (flags always apply); plan and
+     * inspect lay out a deployment, not this launch: they resolve it themselves (cli_plan_open) */
     int world = g_cli_tr ? g_cli_tr->world : 1;
-    if (!c->node.pp && !c->node.dp && (c->preset_pp || c->preset_dp)) {
+    const int planning = !strcmp(cmd, "plan") || !strcmp(cmd, "inspect");
+    if (!planning && !c->node.pp && !c->node.dp && (c->preset_pp || c->preset_dp)) {
         int pp = c->preset_pp > 0 ? c->preset_pp : 1, dp = c->preset_dp > 0 ? c->preset_dp : 1;
         if (pp * dp == world) {
             c->node.pp = c->preset_pp;
             c->node.dp = c->preset_dp;
-        } else if (strcmp(cmd, "plan") != 0)
+        } else
             fprintf(stderr, "beaconrt %s: note: %s asks for %d ranks (pp %d x dp %d); this launch has %d, using one "
                             "pipeline of them\n",
                     cmd, c->config_path, pp * dp, pp, dp, world);
-        else {
-            c->node.pp = c->preset_pp;
-            c->node.dp = c->preset_dp;
-        }
     }
     if (!c->model) {
         fprintf(stderr, "beaconrt %s: --model DIR is required (see beaconrt %s --help)\n", cmd, cmd);

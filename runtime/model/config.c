@@ -2,6 +2,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,16 +55,52 @@ typedef struct {
     const json_t *o;
     const char *what;
     brt_err *err;
+    const json_t *ov;     /* the overrides merged over the file (may be NULL) */
+    const json_t *labels; /* key -> where its override came from (a flag); may be NULL */
 } reader;
+
+/* Who gave key its value: the label of the flag (or preset) whose override set it, or NULL when the
+ * value is the file's. A label only counts for a key the overrides really set. */
+static const char *origin(reader *r, const char *key)
+{
+    if (!key || !r->labels || !json_object_get(r->ov, key))
+        return NULL;
+    json_t *l = json_object_get(r->labels, key);
+    return json_is_string(l) ? json_string_value(l) : NULL;
+}
+
+/* An error about key, prefixed with whoever gave the value: a value from a flag is blamed on the
+ * flag, not on config.json the user never edited, and a malformed one is bad input (INVALID, a
+ * usage error) rather than a malformed file; other statuses (e.g. UNSUPPORTED) stay. */
+static brt_status ferr(reader *r, const char *key, brt_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static brt_status ferr(reader *r, const char *key, brt_status st, const char *fmt, ...)
+{
+    char msg[BRT_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *o = origin(r, key);
+    if (o && st == BRT_ERR_FORMAT)
+        st = BRT_ERR_INVALID;
+    return brt_errf(r->err, st, "%s: %s", o ? o : r->what, msg);
+}
+
+/* The first of two keys a combined check is about that a flag set (else the first). */
+static const char *blame2(reader *r, const char *a, const char *b)
+{
+    return origin(r, a) || !origin(r, b) ? a : b;
+}
 
 static brt_status need_int(reader *r, const char *key, int64_t lo, int64_t hi, int32_t *out)
 {
     json_t *v = json_object_get(r->o, key);
     if (!v)
-        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: required field \"%s\" is missing", r->what, key);
+        return ferr(r, key, BRT_ERR_FORMAT, "required field \"%s\" is missing", key);
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be an integer in [%lld, %lld]", r->what,
-                        key, (long long)lo, (long long)hi);
+        return ferr(r, key, BRT_ERR_FORMAT, "\"%s\" must be an integer in [%lld, %lld]", key, (long long)lo,
+                    (long long)hi);
     *out = (int32_t)json_integer_value(v);
     return BRT_OK;
 }
@@ -86,7 +123,7 @@ static brt_status opt_num(reader *r, const char *key, double def, double *out)
         return BRT_OK;
     }
     if (!json_is_number(v))
-        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be a number", r->what, key);
+        return ferr(r, key, BRT_ERR_FORMAT, "\"%s\" must be a number", key);
     *out = json_number_value(v);
     return BRT_OK;
 }
@@ -99,7 +136,7 @@ static brt_status opt_bool(reader *r, const char *key, int def, int *out)
         return BRT_OK;
     }
     if (!json_is_boolean(v))
-        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be true or false", r->what, key);
+        return ferr(r, key, BRT_ERR_FORMAT, "\"%s\" must be true or false", key);
     *out = json_is_true(v);
     return BRT_OK;
 }
@@ -114,7 +151,7 @@ static brt_status check_str(reader *r, const char *key)
 {
     json_t *v = json_object_get(r->o, key);
     if (v && !json_is_null(v) && !json_is_string(v))
-        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be a string", r->what, key);
+        return ferr(r, key, BRT_ERR_FORMAT, "\"%s\" must be a string", key);
     return BRT_OK;
 }
 
@@ -129,8 +166,8 @@ static brt_status unsupported(reader *r, const char *key, const char *why)
             free(s);
         }
     }
-    return brt_errf(r->err, BRT_ERR_UNSUPPORTED, "%s: \"%s\": %s is not supported%s%s", r->what, key, val,
-                    why ? ": " : "", why ? why : "");
+    return ferr(r, key, BRT_ERR_UNSUPPORTED, "\"%s\": %s is not supported%s%s", key, val, why ? ": " : "",
+                why ? why : "");
 }
 
 static int has(reader *r, const char *key)
@@ -153,8 +190,8 @@ static brt_status parse_ratio_mix(reader *r, brt_beacon_config *b)
         char *end;
         long f = strtol(mix + 6, &end, 10);
         if (*end || end == mix + 6 || f < 0 || f > (1L << 30))
-            return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_ratio_mix\": \"%s\" is not adapt-<tokens>",
-                            r->what, mix);
+            return ferr(r, "beacon_ratio_mix", BRT_ERR_FORMAT, "\"beacon_ratio_mix\": \"%s\" is not adapt-<tokens>",
+                        mix);
         b->ratio_mix = BRT_RATIO_MIX_ADAPT;
         b->adapt_extra = (int32_t)f;
     } else
@@ -175,21 +212,20 @@ static brt_status parse_int_list(reader *r, const char *key, int32_t *vals, int 
     *n = 0;
     if (json_is_integer(v)) {
         if (json_integer_value(v) < lo || json_integer_value(v) > hi)
-            return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be in [%lld, %lld]", r->what, key,
-                            (long long)lo, (long long)hi);
+            return ferr(r, key, BRT_ERR_FORMAT, "\"%s\" must be in [%lld, %lld]", key, (long long)lo,
+                        (long long)hi);
         vals[(*n)++] = (int32_t)json_integer_value(v);
         return BRT_OK;
     }
     if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > (size_t)max)
-        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" must be an integer or a list of 1..%d integers",
-                        r->what, key, max);
+        return ferr(r, key, BRT_ERR_FORMAT, "\"%s\" must be an integer or a list of 1..%d integers", key, max);
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e)
     {
         if (!json_is_integer(e) || json_integer_value(e) < lo || json_integer_value(e) > hi)
-            return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\"[%zu] must be an integer in [%lld, %lld]",
-                            r->what, key, i, (long long)lo, (long long)hi);
+            return ferr(r, key, BRT_ERR_FORMAT, "\"%s\"[%zu] must be an integer in [%lld, %lld]", key, i,
+                        (long long)lo, (long long)hi);
         vals[(*n)++] = (int32_t)json_integer_value(e);
     }
     return BRT_OK;
@@ -211,8 +247,8 @@ static brt_status parse_beacon(reader *r, int version, brt_model_config *c)
     } else
         b->stride = b->window;
     if (b->stride > b->window)
-        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_stride\" %d is larger than \"beacon_window\" %d",
-                        r->what, b->stride, b->window);
+        return ferr(r, blame2(r, "beacon_stride", "beacon_window"), BRT_ERR_FORMAT,
+                    "\"beacon_stride\" %d is larger than \"beacon_window\" %d", b->stride, b->window);
     if (has(r, "beacon_ratio"))
         BRT_TRY(parse_int_list(r, "beacon_ratio", b->ratios, BRT_MAX_RATIOS, &b->n_ratios, 0, 1 << 20));
     else {
@@ -235,11 +271,10 @@ static brt_status parse_beacon(reader *r, int version, brt_model_config *c)
         return unsupported(r, "beacon_attn", "use step-expansion, segmentation or full-coverage");
     BRT_TRY(opt_bool(r, version == 1 ? "beacon_attend_previous" : "beacon_attend_prev", 1, &b->attend_prev));
     if (version == 1 && has(r, "beacon_attend_prev"))
-        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_attend_prev\" is a v2 field in a v1 config",
-                        r->what);
+        return ferr(r, "beacon_attend_prev", BRT_ERR_FORMAT, "\"beacon_attend_prev\" is a v2 field in a v1 config");
     if (version == 2 && has(r, "beacon_attend_previous"))
-        return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_attend_previous\" is a v1 field in a v2 config",
-                        r->what);
+        return ferr(r, "beacon_attend_previous", BRT_ERR_FORMAT,
+                    "\"beacon_attend_previous\" is a v1 field in a v2 config");
     json_t *param = json_object_get(r->o, "beacon_param");
     if (!param || json_is_null(param))
         b->param = version == 1 ? (BRT_BEACON_PARAM_Q | BRT_BEACON_PARAM_K | BRT_BEACON_PARAM_V |
@@ -247,8 +282,7 @@ static brt_status parse_beacon(reader *r, int version, brt_model_config *c)
                                 : 0; /* the v2 class default is [] */
     else {
         if (!json_is_array(param))
-            return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_param\" must be a list of q,k,v,o,mlp",
-                            r->what);
+            return ferr(r, "beacon_param", BRT_ERR_FORMAT, "\"beacon_param\" must be a list of q,k,v,o,mlp");
         size_t i;
         json_t *e;
         json_array_foreach(param, i, e)
@@ -260,8 +294,7 @@ static brt_status parse_beacon(reader *r, int version, brt_model_config *c)
             else if (!strcmp(s, "o")) b->param |= BRT_BEACON_PARAM_O;
             else if (!strcmp(s, "mlp")) b->param |= BRT_BEACON_PARAM_MLP;
             else
-                return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"beacon_param\"[%zu] must be one of q,k,v,o,mlp",
-                                r->what, i);
+                return ferr(r, "beacon_param", BRT_ERR_FORMAT, "\"beacon_param\"[%zu] must be one of q,k,v,o,mlp", i);
         }
     }
     if (has(r, "retrieval_method"))
@@ -315,7 +348,7 @@ static brt_status parse_beacon(reader *r, int version, brt_model_config *c)
                                                            "beacon_embed_init", "beacon_parallel_window", NULL};
              *k; k++)
             if (has(r, *k))
-                return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"%s\" is a v2 field in a v1 config", r->what, *k);
+                return ferr(r, *k, BRT_ERR_FORMAT, "\"%s\" is a v2 field in a v1 config", *k);
     }
     return BRT_OK;
 }
@@ -327,14 +360,14 @@ static brt_status parse_fot(reader *r, brt_model_config *c)
     json_t *ml = json_object_get(r->o, "mem_layers");
     if (ml && !json_is_null(ml)) {
         if (!json_is_array(ml))
-            return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"mem_layers\" must be a list of layer indices", r->what);
+            return ferr(r, "mem_layers", BRT_ERR_FORMAT, "\"mem_layers\" must be a list of layer indices");
         size_t i;
         json_t *e;
         json_array_foreach(ml, i, e)
         {
             if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) >= c->n_layers)
-                return brt_errf(r->err, BRT_ERR_FORMAT, "%s: \"mem_layers\"[%zu] must be a layer index in [0, %d)",
-                                r->what, i, c->n_layers);
+                return ferr(r, "mem_layers", BRT_ERR_FORMAT, "\"mem_layers\"[%zu] must be a layer index in [0, %d)", i,
+                            c->n_layers);
             if (!f->is_mem_layer[json_integer_value(e)])
                 f->n_mem_layers++;
             f->is_mem_layer[json_integer_value(e)] = 1;
@@ -354,8 +387,8 @@ static brt_status parse_fot(reader *r, brt_model_config *c)
         (!json_is_array(g) || json_array_size(g) != 2 || !json_is_integer(json_array_get(g, 0)) ||
          !json_is_integer(json_array_get(g, 1)) || json_integer_value(json_array_get(g, 0)) < 1 ||
          json_integer_value(json_array_get(g, 1)) < 1))
-        return brt_errf(r->err, BRT_ERR_FORMAT,
-                        "%s: \"mem_attention_grouping\" must be null or [heads, queries] (positive)", r->what);
+        return ferr(r, "mem_attention_grouping", BRT_ERR_FORMAT,
+                    "\"mem_attention_grouping\" must be null or [heads, queries] (positive)");
     int ta;
     BRT_TRY(opt_bool(r, "torch_attention", 0, &ta));
     if (c->rope_scaling != BRT_ROPE_NONE)
@@ -372,21 +405,27 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
     json_t *cfg = json_deep_copy(cfg_in);
     if (!cfg)
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
-    if (overrides && json_object_update(cfg, (json_t *)overrides) != 0) {
+    /* the overrides less their origin labels, which are not config fields */
+    json_t *ov = overrides ? json_copy((json_t *)overrides) : NULL;
+    const json_t *labels = NULL;
+    if (ov && json_is_object(ov)) {
+        labels = json_object_get(overrides, BRT_CONFIG_ORIGIN_KEY);
+        json_object_del(ov, BRT_CONFIG_ORIGIN_KEY);
+    }
+    if (overrides && (!ov || json_object_update(cfg, ov) != 0)) {
+        json_decref(ov);
         json_decref(cfg);
         return brt_errf(err, BRT_ERR_INVALID, "%s: overrides are not a JSON object", what);
     }
-    reader rd = {cfg, what, err}, *r = &rd;
+    reader rd = {cfg, what, err, ov, json_is_object(labels) ? labels : NULL}, *r = &rd;
     brt_status st = BRT_OK;
     const char *key;
     json_t *val;
     json_object_foreach(cfg, key, val)
     {
         if (!is_known(key)) {
-            st = brt_errf(err, BRT_ERR_UNSUPPORTED,
-                          "%s: unknown field \"%s\" (beaconrt does not know what it changes, so it refuses "
-                          "to guess)",
-                          what, key);
+            st = ferr(r, key, BRT_ERR_UNSUPPORTED,
+                      "unknown field \"%s\" (beaconrt does not know what it changes, so it refuses to guess)", key);
             goto out;
         }
     }
@@ -398,7 +437,7 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
     TRY(check_str(r, "model_type"));
     const char *mt = opt_str(r, "model_type", NULL);
     if (!mt) {
-        st = brt_errf(err, BRT_ERR_FORMAT, "%s: required field \"model_type\" is missing", what);
+        st = ferr(r, "model_type", BRT_ERR_FORMAT, "required field \"model_type\" is missing");
         goto out;
     }
     if (strcmp(mt, "llama") && strcmp(mt, "mistral") && strcmp(mt, "qwen2") && strcmp(mt, "longllama")) {
@@ -413,23 +452,23 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
     TRY(need_int(r, "num_attention_heads", 1, 1 << 12, &c->n_heads));
     TRY(opt_int(r, "num_key_value_heads", 1, 1 << 12, c->n_heads, &c->n_kv_heads));
     if (c->n_heads % c->n_kv_heads != 0) {
-        st = brt_errf(err, BRT_ERR_FORMAT,
-                      "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", what,
-                      c->n_heads, c->n_kv_heads);
+        st = ferr(r, blame2(r, "num_key_value_heads", "num_attention_heads"), BRT_ERR_FORMAT,
+                  "num_attention_heads %d is not a multiple of num_key_value_heads %d", c->n_heads, c->n_kv_heads);
         goto out;
     }
     if (has(r, "head_dim"))
         TRY(need_int(r, "head_dim", 1, 1 << 12, &c->head_dim));
     else {
         if (c->hidden % c->n_heads != 0) {
-            st = brt_errf(err, BRT_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d",
-                          what, c->hidden, c->n_heads);
+            st = ferr(r, blame2(r, "hidden_size", "num_attention_heads"), BRT_ERR_FORMAT,
+                      "hidden_size %d is not a multiple of num_attention_heads %d", c->hidden, c->n_heads);
             goto out;
         }
         c->head_dim = c->hidden / c->n_heads;
     }
     if (c->head_dim % 2 != 0) {
-        st = brt_errf(err, BRT_ERR_FORMAT, "%s: head dimension %d must be even for RoPE", what, c->head_dim);
+        st = ferr(r, has(r, "head_dim") ? "head_dim" : blame2(r, "hidden_size", "num_attention_heads"), BRT_ERR_FORMAT,
+                  "head dimension %d must be even for RoPE", c->head_dim);
         goto out;
     }
     TRY(need_int(r, "max_position_embeddings", 1, 1 << 30, &c->max_pos));
@@ -437,7 +476,8 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
     TRY(opt_num(r, "rms_norm_eps", 1e-6, &eps));
     TRY(opt_num(r, "rope_theta", 10000.0, &theta));
     if (!(eps > 0 && eps < 1) || !(theta > 1)) {
-        st = brt_errf(err, BRT_ERR_FORMAT, "%s: rms_norm_eps must be in (0,1) and rope_theta > 1", what);
+        st = ferr(r, blame2(r, "rms_norm_eps", "rope_theta"), BRT_ERR_FORMAT,
+                  "rms_norm_eps must be in (0,1) and rope_theta > 1");
         goto out;
     }
     c->rms_eps = (float)eps;
@@ -449,8 +489,8 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
             ty = json_object_get(rs, "rope_type");
         json_t *fa = json_object_get(rs, "factor");
         if (!json_is_object(rs) || !json_is_string(ty) || !json_is_number(fa) || json_number_value(fa) < 1) {
-            st = brt_errf(err, BRT_ERR_FORMAT, "%s: \"rope_scaling\" must be null or {\"type\", \"factor\" >= 1}",
-                          what);
+            st = ferr(r, "rope_scaling", BRT_ERR_FORMAT,
+                      "\"rope_scaling\" must be null or {\"type\", \"factor\" >= 1}");
             goto out;
         }
         if (strcmp(json_string_value(ty), "linear") != 0) {
@@ -461,6 +501,13 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
         c->rope_factor = json_number_value(fa);
     }
     TRY(opt_bool(r, "tie_word_embeddings", 0, &c->tie_embeddings));
+    /* torch_dtype only says how the checkpoint is stored (the weights' own dtypes rule when they are
+     * read); plan and inspect size a checkpoint they do not have from it. Informational, so a value
+     * this runtime has no element type for ("auto") leaves the default rather than failing. */
+    c->weight_dtype = BRT_CONFIG_DEFAULT_WEIGHT_DTYPE;
+    const char *tdt = opt_str(r, "torch_dtype", NULL);
+    if (tdt && brt_config_parse_dtype(tdt, &c->weight_dtype))
+        c->weight_dtype_given = 1;
     int ab, mb;
     TRY(opt_bool(r, "attention_bias", 0, &ab));
     TRY(opt_bool(r, "mlp_bias", 0, &mb));
@@ -471,7 +518,7 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
     if (!strcmp(mt, "qwen2")) {
         c->qkv_bias = 1; /* Qwen2 always has q/k/v biases and no o bias */
         if (has(r, "attention_bias")) {
-            st = brt_errf(err, BRT_ERR_FORMAT, "%s: \"attention_bias\" is not a qwen2 field", what);
+            st = ferr(r, "attention_bias", BRT_ERR_FORMAT, "\"attention_bias\" is not a qwen2 field");
             goto out;
         }
     } else if (ab)
@@ -496,12 +543,16 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
     }
     /* special ids: eos may be a list (first entry, as the official beacon init does) */
     json_t *bos = json_object_get(cfg, "bos_token_id"), *eos = json_object_get(cfg, "eos_token_id");
-    c->bos_id = json_is_integer(bos) ? (int32_t)json_integer_value(bos) : 1;
     if (json_is_array(eos) && json_array_size(eos) > 0)
         eos = json_array_get(eos, 0);
-    c->eos_id = json_is_integer(eos) ? (int32_t)json_integer_value(eos) : 2;
-    if (c->bos_id < 0 || c->bos_id >= c->vocab_size || c->eos_id < 0 || c->eos_id >= c->vocab_size) {
-        st = brt_errf(err, BRT_ERR_FORMAT, "%s: bos_token_id/eos_token_id out of the vocabulary", what);
+    /* checked as the file's integers, before narrowing: 2^32 + 1 is not id 1 */
+    const json_int_t bos_v = json_is_integer(bos) ? json_integer_value(bos) : 1,
+                     eos_v = json_is_integer(eos) ? json_integer_value(eos) : 2;
+    c->bos_id = bos_v >= 0 && bos_v < c->vocab_size ? (int32_t)bos_v : -1;
+    c->eos_id = eos_v >= 0 && eos_v < c->vocab_size ? (int32_t)eos_v : -1;
+    if (c->bos_id < 0 || c->eos_id < 0) {
+        st = ferr(r, blame2(r, "bos_token_id", "eos_token_id"), BRT_ERR_FORMAT,
+                  "bos_token_id/eos_token_id out of the vocabulary");
         goto out;
     }
 
@@ -527,7 +578,16 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
         }
     }
     if (is_fot && is_beacon) {
-        st = brt_errf(err, BRT_ERR_FORMAT, "%s: the config mixes Activation Beacon and LongLLaMA fields", what);
+        /* blame a flag that brought in one side, if one did */
+        static const char *const sides[] = {"policy", "mem_layers", "last_context_length", "beacon_window",
+                                            "beacon_ratio", NULL};
+        const char *k = "policy";
+        for (const char *const *m = sides; *m; m++)
+            if (origin(r, *m)) {
+                k = *m;
+                break;
+            }
+        st = ferr(r, k, BRT_ERR_FORMAT, "the config mixes Activation Beacon and LongLLaMA fields");
         goto out;
     }
     if (is_fot) {
@@ -546,15 +606,30 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
                                            "mem_dtype", "mem_positionals", NULL};
         for (const char *const *k = only; *k; k++)
             if (has(r, *k)) {
-                st = brt_errf(err, BRT_ERR_FORMAT, "%s: \"%s\" without the rest of its long-context config",
-                              what, *k);
+                st = ferr(r, *k, BRT_ERR_FORMAT, "\"%s\" without the rest of its long-context config", *k);
                 goto out;
             }
     }
 #undef TRY
 out:
+    json_decref(ov);
     json_decref(cfg);
     return st;
+}
+
+int brt_config_parse_dtype(const char *name, brt_dtype *out)
+{
+    static const struct {
+        const char *name;
+        brt_dtype dt;
+    } k[] = {{"bfloat16", BRT_DT_BF16}, {"bf16", BRT_DT_BF16}, {"float16", BRT_DT_F16}, {"half", BRT_DT_F16},
+             {"f16", BRT_DT_F16},       {"float32", BRT_DT_F32}, {"float", BRT_DT_F32}, {"f32", BRT_DT_F32}};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (!strcmp(name, k[i].name)) {
+            *out = k[i].dt;
+            return 1;
+        }
+    return 0;
 }
 
 brt_status brt_config_load(const char *dir, const json_t *overrides, brt_model_config *out, brt_err *err)

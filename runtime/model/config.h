@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "base/dtype.h"
 #include "base/status.h"
 
 typedef struct json_t json_t;
@@ -89,10 +90,22 @@ typedef struct brt_model_config {
     int qkv_bias;            /* q/k/v projections have biases */
     int o_bias;              /* o projection has a bias (Llama attention_bias) */
     int32_t bos_id, eos_id;
+    brt_dtype weight_dtype;  /* torch_dtype: how the checkpoint is stored (default below when absent) */
+    int weight_dtype_given;  /* the config names torch_dtype */
     brt_policy_kind policy;
     brt_beacon_config beacon;
     brt_fot_config fot;
 } brt_model_config;
+
+/* The weights' element type a config without torch_dtype implies: how long-context checkpoints are
+ * released (bf16), so planning a deployment from its config alone does not double its weights. */
+#define BRT_CONFIG_DEFAULT_WEIGHT_DTYPE BRT_DT_BF16
+
+/* Overrides may say where their keys came from: an object under this key maps a config key to a
+ * label (the flag that set it, "--beacon-window", or "PRESET policy"). A message about a labelled
+ * key starts with the label instead of the config file, and a malformed value there is
+ * BRT_ERR_INVALID (the caller's input) rather than BRT_ERR_FORMAT. It is not a config field. */
+#define BRT_CONFIG_ORIGIN_KEY "__origin__"
 
 /* Parse a config object. overrides (may be NULL) is merged over it first (same keys as
  * config.json, e.g. {"beacon_window": 64}); `what` names the source in messages. */
@@ -102,6 +115,10 @@ brt_status brt_config_from_json(const json_t *cfg, const json_t *overrides, cons
 brt_status brt_config_load_file(const char *path, const json_t *overrides, brt_model_config *out, brt_err *err);
 /* Load DIR/config.json (with optional overrides). */
 brt_status brt_config_load(const char *dir, const json_t *overrides, brt_model_config *out, brt_err *err);
+
+/* A torch_dtype name ("bfloat16", "float16", "float32", or bf16/f16/f32) as an element type; 0 if
+ * it names none of them. */
+int brt_config_parse_dtype(const char *name, brt_dtype *out);
 
 /* Turn a plain Llama config into a beacon one with the official class defaults for that
  * version (used by --policy beacon_v1|beacon_v2 on a model without beacon fields). */
