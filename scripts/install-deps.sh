@@ -10,7 +10,7 @@ PKGS="build-essential cmake pkg-config git ca-certificates
 # extra packages for the tests (scripts/test.sh passes --slurm): a Slurm cluster (tests/slurm), and
 # curl and a Python venv for the official openai client (tests/serve)
 if [ "${1:-}" = "--slurm" ]; then
-    PKGS="$PKGS slurmctld slurmd slurm-client munge procps iproute2 curl python3-venv"
+    PKGS="$PKGS slurmctld slurmd slurm-client munge procps iproute2 curl python3-venv clang libclang-rt-14-dev"
 fi
 missing=""
 for p in $PKGS; do

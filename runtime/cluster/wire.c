@@ -190,10 +190,12 @@ brt_status brt_wire_unpack_mb(const void *buf, size_t len, int32_t src, brt_micr
         s->top_p = w->top_p;
         s->seed = w->seed;
         s->draw = w->draw;
-        memcpy(s->tokens, w->tokens, (size_t)w->n_rows * sizeof *s->tokens);
-        memcpy(s->pos, w->pos, (size_t)w->n_rows * sizeof *s->pos);
-        memcpy(s->target, w->target, (size_t)w->n_rows * sizeof *s->target);
-        memcpy(s->kind, w->kind.data, (size_t)w->n_rows);
+        if (w->n_rows > 0) { /* a step of no rows has NULL arrays, which memcpy may not be given */
+            memcpy(s->tokens, w->tokens, (size_t)w->n_rows * sizeof *s->tokens);
+            memcpy(s->pos, w->pos, (size_t)w->n_rows * sizeof *s->pos);
+            memcpy(s->target, w->target, (size_t)w->n_rows * sizeof *s->target);
+            memcpy(s->kind, w->kind.data, (size_t)w->n_rows);
+        }
         snprintf(s->error, sizeof s->error, "%s", w->error ? w->error : "");
         rows += w->n_rows;
         /* the stage indexes buffers with these: check them like any input */
@@ -303,8 +305,8 @@ brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_re
         }
         w->n_full = r->n_full;
         w->vocab = r->vocab;
-        if (r->n_full) {
-            size_t b = (size_t)r->n_full * (size_t)r->vocab * sizeof(float);
+        size_t b = (size_t)r->n_full * (size_t)r->vocab * sizeof(float);
+        if (b) { /* rows of a zero vocabulary: nothing to copy, and *payload may be NULL */
             memcpy((char *)*payload + off, r->full, b);
             off += b;
         }
@@ -340,8 +342,9 @@ brt_status brt_wire_unpack_results(const void *hdr, size_t hdr_len, const void *
     if (!m)
         return brt_errf(err, BRT_ERR_COMM, "rank %d sent results that do not parse (%zu bytes)", src, hdr_len);
     if (m->version != BRT_WIRE_VERSION) {
+        const uint32_t version = m->version; /* the message names it after m is freed */
         brt__results__free_unpacked(m, NULL);
-        return brt_errf(err, BRT_ERR_COMM, "rank %d speaks wire version %u, this rank %d", src, m->version,
+        return brt_errf(err, BRT_ERR_COMM, "rank %d speaks wire version %u, this rank %d", src, version,
                         BRT_WIRE_VERSION);
     }
     brt_status st = BRT_OK;
@@ -398,7 +401,7 @@ brt_status brt_wire_unpack_results(const void *hdr, size_t hdr_len, const void *
                 break;
             }
             r->full = malloc(b);
-            if (r->full)
+            if (r->full && b) /* b = 0 (a zero vocabulary): payload may be NULL */
                 memcpy(r->full, (const char *)payload + off, b);
             off += b;
         }
