@@ -8,7 +8,8 @@ PKGS="build-essential cmake pkg-config git ca-certificates
       openmpi-bin libopenmpi-dev
       python3 python3-numpy"
 # extra packages for the tests (scripts/test.sh passes --slurm): a Slurm cluster (tests/slurm), and
-# curl and a Python venv for the official openai client (tests/serve)
+# curl and a Python venv for the official openai client (tests/serve), clang and its libFuzzer
+# runtime for the fuzz harnesses (tests/fuzz)
 if [ "${1:-}" = "--slurm" ]; then
     PKGS="$PKGS slurmctld slurmd slurm-client munge procps iproute2 curl python3-venv clang libclang-rt-14-dev"
 fi
