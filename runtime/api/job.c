@@ -192,7 +192,7 @@ brt_status brt_api_job_spec(brt_api_model *am, const brt_request *r, const char 
     spec->stop = (const char *const *)r->stop;
     spec->n_stop = r->n_stop;
     spec->user = (void *)r;
-    if (stop_id >= 0 && stop_id != cfg->eos_id)
+    if (stop_id >= 0 && !brt_config_is_eos(cfg, stop_id))
         spec->stop_ids[spec->n_stop_ids++] = stop_id;
     return BRT_OK;
 }

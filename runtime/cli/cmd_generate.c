@@ -170,7 +170,7 @@ int cmd_generate(int argc, char **argv)
     size_t text_len = 0;
     if (node->model.tok) { /* the continuation as it reads after the prompt, up to EOS */
         int32_t n_text = 0;
-        while (n_text < n_gen && (ignore_eos || gen[n_text] != node->model.cfg.eos_id))
+        while (n_text < n_gen && (ignore_eos || !brt_config_is_eos(&node->model.cfg, gen[n_text])))
             n_text++;
         if (brt_tokenizer_join(node->model.tok, gen, (size_t)n_text, &text, &text_len, &err) != BRT_OK) {
             rc = cli_fail("generate", &err);

@@ -171,7 +171,7 @@ int cmd_inspect(int argc, char **argv)
                cfg->model_type, cfg->n_layers, cfg->hidden, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim,
                cfg->intermediate, cfg->vocab_size);
         printf("               rope theta %g%s, rms eps %g, tied embeddings %s, q/k/v bias %s, max positions %d\n",
-               cfg->rope_theta, cfg->rope_scaling ? " (linear scaling)" : "", cfg->rms_eps,
+               cfg->rope_theta, cfg->rope_scaling == BRT_ROPE_LINEAR ? " (linear scaling)" : cfg->rope_scaling == BRT_ROPE_LLAMA3 ? " (llama3 scaling)" : "", cfg->rms_eps,
                cfg->tie_embeddings ? "yes" : "no", cfg->qkv_bias ? "yes" : "no", cfg->max_pos);
         printf("policy         %s", brt_policy_name(cfg->policy));
         if (cfg->policy == BRT_POLICY_BEACON_V1 || cfg->policy == BRT_POLICY_BEACON_V2) {

@@ -163,9 +163,7 @@ brt_status brt_stage_create(const brt_stage_opts *o, brt_stage **out, brt_err *e
         brt_stage_destroy(s);
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory for stage buffers (%d rows per micro-batch)", o->max_rows);
     }
-    /* HF: inv_freq = 1 / theta^(arange(0, d, 2) / d), in float32 */
-    for (int32_t i = 0; i < c->head_dim / 2; i++)
-        inv_freq[i] = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+    brt_config_rope_inv_freq(c, inv_freq); /* with llama3 scaling; linear divides positions (pos_div) */
     brt_mat inv = brt_mat_make(s->act, L.inv_freq, c->head_dim / 2, BRT_DT_F32);
     st = s->be->set_rows(s->be, inv, inv_freq, 1, c->head_dim / 2, err);
     free(inv_freq);

@@ -396,6 +396,52 @@ static brt_status parse_fot(reader *r, brt_model_config *c)
     return BRT_OK;
 }
 
+/* Add one end-of-generation id (an integer in the vocabulary); 1 when it is not one. */
+static int add_eos(brt_model_config *c, const json_t *v)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= c->vocab_size)
+        return 1;
+    const int32_t id = (int32_t)json_integer_value(v);
+    for (int32_t i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] == id)
+            return 0;
+    if (c->n_eos < BRT_MAX_EOS)
+        c->eos_ids[c->n_eos++] = id;
+    return 0;
+}
+
+int brt_config_is_eos(const brt_model_config *c, int32_t id)
+{
+    for (int32_t i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] == id)
+            return 1;
+    return 0;
+}
+
+void brt_config_rope_inv_freq(const brt_model_config *c, float *inv_freq)
+{
+    const int32_t d = c->head_dim;
+    for (int32_t i = 0; i < d / 2; i++) /* transformers: 1 / theta^(arange(0, d, 2) / d), in float32 */
+        inv_freq[i] = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)d);
+    if (c->rope_scaling != BRT_ROPE_LLAMA3)
+        return;
+    /* transformers' _compute_llama3_parameters, in float32 as it runs: wavelengths beyond the
+     * original context are slowed by the factor, those under old/high_freq_factor kept, the band
+     * between blended */
+    const float factor = (float)c->rope_factor, lo = (float)c->rope_low_freq, hi = (float)c->rope_high_freq;
+    const float old = (float)c->rope_orig_max;
+    const float lo_wavelen = old / lo, hi_wavelen = old / hi;
+    for (int32_t i = 0; i < d / 2; i++) {
+        const float f = inv_freq[i], wavelen = (float)(2.0 * 3.14159265358979323846) / f;
+        float g = wavelen > lo_wavelen ? f / factor : f;
+        if (!(wavelen < hi_wavelen) && !(wavelen > lo_wavelen)) {
+            const float smooth = (old / wavelen - lo) / (hi - lo);
+            g = (1.0f - smooth) * g / factor + smooth * g;
+        }
+        inv_freq[i] = g;
+    }
+}
+
 brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, const char *what,
                                 brt_model_config *c, brt_err *err)
 {
@@ -493,12 +539,31 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
                       "\"rope_scaling\" must be null or {\"type\", \"factor\" >= 1}");
             goto out;
         }
-        if (strcmp(json_string_value(ty), "linear") != 0) {
-            st = unsupported(r, "rope_scaling", "only linear RoPE scaling is implemented");
+        const char *kind = json_string_value(ty);
+        c->rope_factor = json_number_value(fa);
+        if (!strcmp(kind, "linear"))
+            c->rope_scaling = BRT_ROPE_LINEAR;
+        else if (!strcmp(kind, "llama3")) {
+            json_t *lo = json_object_get(rs, "low_freq_factor"), *hi = json_object_get(rs, "high_freq_factor"),
+                   *om = json_object_get(rs, "original_max_position_embeddings");
+            if (!json_is_number(lo) || !json_is_number(hi) || !json_is_integer(om) || json_number_value(lo) <= 0 ||
+                json_number_value(hi) <= json_number_value(lo) || json_integer_value(om) <= 0 ||
+                json_integer_value(om) > INT32_MAX) {
+                st = ferr(r, "rope_scaling", BRT_ERR_FORMAT,
+                          "llama3 \"rope_scaling\" needs low_freq_factor > 0, high_freq_factor > low_freq_factor and "
+                          "an integer original_max_position_embeddings > 0");
+                goto out;
+            }
+            c->rope_scaling = BRT_ROPE_LLAMA3;
+            c->rope_low_freq = json_number_value(lo);
+            c->rope_high_freq = json_number_value(hi);
+            c->rope_orig_max = (int32_t)json_integer_value(om);
+        } else if (!strcmp(kind, "default"))
+            c->rope_factor = 1;
+        else {
+            st = unsupported(r, "rope_scaling", "RoPE scaling other than linear and llama3 (dynamic, yarn, longrope)");
             goto out;
         }
-        c->rope_scaling = BRT_ROPE_LINEAR;
-        c->rope_factor = json_number_value(fa);
     }
     TRY(opt_bool(r, "tie_word_embeddings", 0, &c->tie_embeddings));
     /* torch_dtype only says how the checkpoint is stored (the weights' own dtypes rule when they are
@@ -543,14 +608,22 @@ brt_status brt_config_from_json(const json_t *cfg_in, const json_t *overrides, c
     }
     /* special ids: eos may be a list (first entry, as the official beacon init does) */
     json_t *bos = json_object_get(cfg, "bos_token_id"), *eos = json_object_get(cfg, "eos_token_id");
-    if (json_is_array(eos) && json_array_size(eos) > 0)
-        eos = json_array_get(eos, 0);
     /* checked as the file's integers, before narrowing: 2^32 + 1 is not id 1 */
-    const json_int_t bos_v = json_is_integer(bos) ? json_integer_value(bos) : 1,
-                     eos_v = json_is_integer(eos) ? json_integer_value(eos) : 2;
+    const json_int_t bos_v = json_is_integer(bos) ? json_integer_value(bos) : 1;
     c->bos_id = bos_v >= 0 && bos_v < c->vocab_size ? (int32_t)bos_v : -1;
-    c->eos_id = eos_v >= 0 && eos_v < c->vocab_size ? (int32_t)eos_v : -1;
-    if (c->bos_id < 0 || c->eos_id < 0) {
+    int eos_bad = 0;
+    c->n_eos = 0;
+    if (json_is_array(eos) && json_array_size(eos) > 0) { /* every one ends generation (Llama-3.1) */
+        for (size_t i = 0; i < json_array_size(eos); i++)
+            eos_bad |= add_eos(c, json_array_get(eos, i));
+    } else if (json_is_integer(eos))
+        eos_bad |= add_eos(c, eos);
+    else if (!eos || json_is_null(eos) || (json_is_array(eos) && json_array_size(eos) == 0))
+        c->eos_ids[c->n_eos++] = 2 < c->vocab_size ? 2 : 0;
+    else
+        eos_bad = 1;
+    c->eos_id = c->n_eos > 0 ? c->eos_ids[0] : -1;
+    if (c->bos_id < 0 || c->eos_id < 0 || eos_bad) {
         st = ferr(r, blame2(r, "bos_token_id", "eos_token_id"), BRT_ERR_FORMAT,
                   "bos_token_id/eos_token_id out of the vocabulary");
         goto out;
@@ -636,7 +709,29 @@ brt_status brt_config_load(const char *dir, const json_t *overrides, brt_model_c
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    return brt_config_load_file(path, overrides, out, err);
+    BRT_TRY(brt_config_load_file(path, overrides, out, err));
+    /* generation_config.json may name more end-of-generation ids (Llama-3-Instruct: <|eot_id|>) */
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return BRT_OK;
+    fclose(f);
+    json_error_t je;
+    json_t *g = json_load_file(path, 0, &je);
+    if (!g)
+        return brt_errf(err, BRT_ERR_FORMAT, "%s: line %d column %d: %s", path, je.line, je.column, je.text);
+    json_t *eos = json_object_get(g, "eos_token_id");
+    int bad = 0;
+    if (json_is_array(eos))
+        for (size_t i = 0; i < json_array_size(eos); i++)
+            bad |= add_eos(out, json_array_get(eos, i));
+    else if (eos && !json_is_null(eos))
+        bad = add_eos(out, eos);
+    json_decref(g);
+    if (bad)
+        return brt_errf(err, BRT_ERR_FORMAT, "%s: eos_token_id must be an id or a list of ids in the vocabulary [0, %d)",
+                        path, out->vocab_size);
+    return BRT_OK;
 }
 
 brt_status brt_config_load_file(const char *path, const json_t *overrides, brt_model_config *out, brt_err *err)

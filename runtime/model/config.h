@@ -70,7 +70,11 @@ typedef struct brt_fot_config {
     int32_t window;          /* = max_position_embeddings: the local-cache cap */
 } brt_fot_config;
 
-typedef enum brt_rope_scaling { BRT_ROPE_NONE = 0, BRT_ROPE_LINEAR } brt_rope_scaling;
+/* rope_scaling kinds: linear divides positions by the factor; llama3 (Llama-3.1) rescales the low
+ * frequencies by the factor and blends the middle band (transformers' _compute_llama3_parameters). */
+typedef enum brt_rope_scaling { BRT_ROPE_NONE = 0, BRT_ROPE_LINEAR, BRT_ROPE_LLAMA3 } brt_rope_scaling;
+
+#define BRT_MAX_EOS 8 /* end-of-generation ids a model may name (Llama-3.1 names three) */
 
 typedef struct brt_model_config {
     char model_type[32];     /* llama, qwen2, mistral, longllama */
@@ -86,16 +90,27 @@ typedef struct brt_model_config {
     double rope_theta;
     brt_rope_scaling rope_scaling;
     double rope_factor;
+    double rope_low_freq, rope_high_freq; /* llama3: low_freq_factor, high_freq_factor */
+    int32_t rope_orig_max;   /* llama3: original_max_position_embeddings */
     int tie_embeddings;
     int qkv_bias;            /* q/k/v projections have biases */
     int o_bias;              /* o projection has a bias (Llama attention_bias) */
-    int32_t bos_id, eos_id;
+    int32_t bos_id, eos_id;  /* eos_id = eos_ids[0] */
+    int32_t eos_ids[BRT_MAX_EOS]; /* every id that ends generation: config.json's eos_token_id (a number
+                                     or a list) and generation_config.json's */
+    int32_t n_eos;
     brt_dtype weight_dtype;  /* torch_dtype: how the checkpoint is stored (default below when absent) */
     int weight_dtype_given;  /* the config names torch_dtype */
     brt_policy_kind policy;
     brt_beacon_config beacon;
     brt_fot_config fot;
 } brt_model_config;
+
+/* 1 when the id ends generation (any of the model's end-of-sequence ids). */
+int brt_config_is_eos(const brt_model_config *c, int32_t id);
+/* Fill inv_freq[head_dim / 2] as transformers does in float32: 1 / theta^(2i/d), then the
+ * rope_scaling kind's rescaling (llama3; linear is applied to positions instead). */
+void brt_config_rope_inv_freq(const brt_model_config *c, float *inv_freq);
 
 /* The weights' element type a config without torch_dtype implies: how long-context checkpoints are
  * released (bf16), so planning a deployment from its config alone does not double its weights. */

@@ -770,7 +770,7 @@ int brt_job_is_stop_token(const brt_sched *s, const brt_job *j, int32_t tok)
 {
     if (j->ignore_eos)
         return 0;
-    if (tok == s->cfg.eos_id)
+    if (brt_config_is_eos(&s->cfg, tok))
         return 1;
     for (int i = 0; i < BRT_JOB_STOP_IDS; i++)
         if (j->stop_ids[i] >= 0 && tok == j->stop_ids[i])

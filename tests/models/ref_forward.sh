@@ -91,3 +91,12 @@ control head_dim_100 rope_theta=20000
 # explicit head_dim 48 != hidden/heads (64/4 = 16): q_proj [192, 64], o_proj [64, 192]
 case_ head_dim_48 "4 heads (2 kv, head dim 48)" -- --head-dim 48 --kv-heads 2 --seed 19
 control head_dim_48 '_kv_map="mod"'
+# Llama-3.1 RoPE scaling (rope_type llama3): an original context of 32 so that the 100 positions
+# reach the rescaled and blended frequencies; control: no scaling
+case_ rope_llama3 "llama3 scaling" -- --seed 20 --theta 500000 \
+    --rope-scaling '{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32}'
+control rope_llama3 rope_scaling=null
+# linear RoPE scaling: positions divided by the factor; control: no scaling
+case_ rope_linear "linear scaling" -- --seed 21 --rope-scaling '{"type": "linear", "factor": 4.0}'
+control rope_linear rope_scaling=null
+echo "PASS"

@@ -4,6 +4,7 @@
     ref_llama.py make DIR [--seed S] [--hidden H] [--heads N] [--kv-heads K] [--layers L]
                           [--inter I] [--vocab V] [--head-dim D] [--tie] [--theta T] [--eps E]
                           [--attention-bias] [--model-type llama|qwen2] [--tokens T] [--embed-std X]
+                          [--rope-scaling JSON]
         writes DIR/config.json, DIR/model.safetensors (float32, HF tensor names), DIR/ids.safetensors
         (I64 [1, T] 'input_ids', BOS first) and DIR/ref.safetensors (F32 [1, T, V] 'logits', computed in
         float64 by forward() below)
@@ -20,7 +21,8 @@
 
 forward() is written from the Hugging Face LlamaForCausalLM / Qwen2ForCausalLM definitions:
   RMSNorm:  w * x / sqrt(mean(x^2) + eps)
-  RoPE:     inv_freq_i = 1 / theta^(2i/d), i < d/2; angle = pos * inv_freq, pos = 0..L-1;
+  RoPE:     inv_freq_i = 1 / theta^(2i/d), i < d/2 (rope_scaling: linear divides by the factor;
+            llama3 rescales as transformers' _compute_llama3_parameters); angle = pos * inv_freq;
             cos/sin over cat(angle, angle); x*cos + rotate_half(x)*sin, rotate_half = cat(-x2, x1)
   attention: q/k/v projections (+ biases: llama attention_bias -> q,k,v,o; qwen2 -> q,k,v), GQA by
             repeating kv heads (query head h uses kv head h // (N/K)), scores q.k / sqrt(d),
@@ -45,10 +47,30 @@ def rms_norm(x, w, eps):
     return w * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps))
 
 
-def rope(x, theta, adjacent=False):
+def inv_freqs(d, theta, scaling):
+    """transformers' RoPE frequencies, with rope_scaling linear (positions / factor) or llama3
+    (_compute_llama3_parameters: long wavelengths / factor, a blended band between)."""
+    inv = 1.0 / theta ** (np.arange(0, d, 2, dtype=np.float64) / d)
+    if not scaling:
+        return inv
+    kind = scaling.get("rope_type", scaling.get("type"))
+    factor = scaling["factor"]
+    if kind == "linear":
+        return inv / factor
+    if kind == "llama3":
+        lo, hi, old = scaling["low_freq_factor"], scaling["high_freq_factor"], scaling["original_max_position_embeddings"]
+        wavelen = 2 * np.pi / inv
+        out = np.where(wavelen > old / lo, inv / factor, inv)
+        smooth = (old / wavelen - lo) / (hi - lo)
+        mid = ~(wavelen < old / hi) & ~(wavelen > old / lo)
+        return np.where(mid, (1 - smooth) * out / factor + smooth * out, out)
+    raise ValueError("rope_scaling %r" % scaling)
+
+
+def rope(x, theta, adjacent=False, scaling=None):
     """x: [L, heads, d]; positions 0..L-1."""
     L, _, d = x.shape
-    inv_freq = 1.0 / theta ** (np.arange(0, d, 2, dtype=np.float64) / d)
+    inv_freq = inv_freqs(d, theta, scaling)
     ang = np.arange(L, dtype=np.float64)[:, None] * inv_freq[None, :]
     if adjacent:  # negative control only: pairs (2i, 2i+1) rotated by angle i
         c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
@@ -91,8 +113,8 @@ def forward(cfg, W, ids):
 
         h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
         adj = cfg.get("_rope") == "adjacent"
-        q = rope(proj("q", h).reshape(L, N, d), theta, adj)
-        k = rope(proj("k", h).reshape(L, K, d), theta, adj)
+        q = rope(proj("q", h).reshape(L, N, d), theta, adj, cfg.get("rope_scaling"))
+        k = rope(proj("k", h).reshape(L, K, d), theta, adj, cfg.get("rope_scaling"))
         v = proj("v", h).reshape(L, K, d)
         out = np.empty((L, N, d))
         for hd in range(N):
@@ -128,7 +150,7 @@ def make(a):
         "max_position_embeddings": 1024,
         "rms_norm_eps": a.eps,
         "rope_theta": a.theta,
-        "rope_scaling": None,
+        "rope_scaling": json.loads(a.rope_scaling) if a.rope_scaling else None,
         "tie_word_embeddings": bool(a.tie),
         "hidden_act": "silu",
         "initializer_range": 0.02,
@@ -219,6 +241,7 @@ def main(argv):
         ap.add_argument("--head-dim", type=int, default=0)
         ap.add_argument("--tie", action="store_true")
         ap.add_argument("--theta", type=float, default=10000.0)
+        ap.add_argument("--rope-scaling", help="config.json rope_scaling, as JSON")
         ap.add_argument("--eps", type=float, default=1e-5)
         ap.add_argument("--attention-bias", action="store_true")
         ap.add_argument("--model-type", default="llama", choices=["llama", "qwen2"])
