@@ -30,6 +30,7 @@ $PYTHON -c 'import json,sys; c=json.load(open(sys.argv[1])); c["eos_token_id"]=[
     "$MODELS/stories260K/config.json" "$stop" "$M/config.json"
 check "config.json eos_token_id list"
 cp "$MODELS/stories260K/config.json" "$M/config.json"
+rm -f "$M/generation_config.json" # a link into the repository: never write through it
 echo "{\"eos_token_id\": [2, $stop]}" >"$M/generation_config.json"
 check "generation_config.json eos_token_id"
 echo '{"eos_token_id": [2, 99999]}' >"$M/generation_config.json"
