@@ -56,6 +56,38 @@ static inline float v_hmax(vf x)
 }
 /* y where x >= t, else 0 */
 static inline vf v_keep_ge(vf x, float t, vf y) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(t), _CMP_GE_OQ), y); }
+/* x in the lanes whose bit of `bits` is set, fill in the others */
+static inline vf v_keep_bits(vf x, uint32_t bits, float fill)
+{
+    return _mm512_mask_blend_ps((__mmask16)bits, _mm512_set1_ps(fill), x);
+}
+/* r[i][j] <- r[j][i]: 16 x 16 in registers (pairs, then quads, then 128-bit blocks) */
+static inline void v_transpose(vf r[VL])
+{
+    __m512 t[16];
+    for (int j = 0; j < 16; j += 2) {
+        t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
+        t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
+    }
+    for (int j = 0; j < 16; j += 4) {
+        __m512d a = _mm512_castps_pd(t[j]), b = _mm512_castps_pd(t[j + 1]), c = _mm512_castps_pd(t[j + 2]),
+                d = _mm512_castps_pd(t[j + 3]);
+        r[j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512 b0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44), b1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xee);
+        __m512 b2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44), b3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xee);
+        t[j] = _mm512_shuffle_f32x4(b0, b2, 0x88);
+        t[4 + j] = _mm512_shuffle_f32x4(b0, b2, 0xdd);
+        t[8 + j] = _mm512_shuffle_f32x4(b1, b3, 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(b1, b3, 0xdd);
+    }
+    for (int j = 0; j < 16; j++)
+        r[j] = t[j];
+}
 #define GEMM_MR 4
 #define GEMM_NR 6
 
@@ -102,6 +134,30 @@ static inline float v_hmax(vf x)
     return _mm_cvtss_f32(b);
 }
 static inline vf v_keep_ge(vf x, float t, vf y) { return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(t), _CMP_GE_OQ), y); }
+static inline vf v_keep_bits(vf x, uint32_t bits, float fill)
+{
+    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256i on = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)bits), lane), lane);
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), x, _mm256_castsi256_ps(on));
+}
+static inline void v_transpose(vf r[VL])
+{
+    __m256 t[8], u[8];
+    for (int j = 0; j < 8; j += 2) {
+        t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
+        t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
+    }
+    for (int j = 0; j < 8; j += 4) {
+        u[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
+        u[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xee);
+        u[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
+        u[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xee);
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+        r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+    }
+}
 #define GEMM_MR 3
 #define GEMM_NR 4
 
@@ -172,6 +228,16 @@ static inline float v_hmax(vf x)
     return m;
 }
 static inline vf v_keep_ge(vf x, float t, vf y) { VF_LOOP(x.x[l_] >= t ? y.x[l_] : 0.0f); }
+static inline vf v_keep_bits(vf x, uint32_t bits, float fill) { VF_LOOP(bits >> l_ & 1u ? x.x[l_] : fill); }
+static inline void v_transpose(vf r[VL])
+{
+    vf t[VL];
+    for (int i = 0; i < VL; i++)
+        for (int j = 0; j < VL; j++)
+            t[i].x[j] = r[j].x[i];
+    for (int i = 0; i < VL; i++)
+        r[i] = t[i];
+}
 #define GEMM_MR 4
 #define GEMM_NR 4
 #endif
@@ -195,6 +261,14 @@ static inline vf v_exp(vf x)
     y = v_mul(y, v_pow2i(n));
     /* below the clamp the true value underflows: exactly 0 (masked scores are -inf) */
     return v_keep_ge(x, -87.3365447504019f, y);
+}
+
+/* Bring [p, p + bytes) towards L1 ahead of its use: strided rows (one head of each key, one
+ * weight row per column) defeat the hardware prefetchers. */
+static inline void v_prefetch_range(const void *p, int64_t bytes)
+{
+    for (int64_t o = 0; o < bytes; o += 64)
+        __builtin_prefetch((const char *)p + o, 0, 3);
 }
 
 #endif

@@ -12,6 +12,7 @@
  * leaves its state untouched, so a row's result depends only on its own visible keys. */
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 
 #include "cpu/simd/simd_impl.h"
 #include "cpu/simd/simd_ops.h"
@@ -136,179 +137,388 @@ static void gemm_cols(const float *a, int64_t lda, int64_t m, const brt_weight *
 
 /* ---- attention ------------------------------------------------------------------------- */
 
+/* Per (segment, kv head, up to BRT_ATTN_QV_MAX query vectors): key tiles of TILE keys aligned on
+ * key index. A tile is gathered once (K transposed, so scores are computed TILE keys per vector;
+ * V as rows) and used by every query vector of the task that sees a key in it. The query vectors
+ * that see none are left out of the tile entirely, so each one's arithmetic is the same fixed
+ * sequence whatever else is computed beside it:
+ *   s_j = (sum over d in order of q_d k_jd) / scale_div, masked to -inf where not visible;
+ *   m' = max(m, max_j s_j); p_j = exp(s_j - m'); l = l * exp(m - m') + sum_j p_j (lanes, then the
+ *   fixed tree); acc = acc * exp(m - m') + sum over j in order of p_j v_j.
+ * Query vectors go through in groups of QB (1-3 for the rest), which only changes how many share
+ * a register pass, never an operation. */
+
 #define TILE BRT_ATTN_TILE
 #define TV (TILE / VL)
+/* query vectors per register block: scores (QK_QB x TV accumulators), P.V (PV_QB x CHV) */
+#if defined(BRT_SIMD_ISA_avx512)
+#define QK_QB 8
+#else
+#define QK_QB 2
+#endif
+#define QB 4
+#define PV_QB QB
+#define CHV 4  /* vectors of the head dimension per P.V pass */
 
 static inline int32_t round_up(int32_t x, int32_t m) { return (x + m - 1) / m * m; }
 
-static uint32_t tile_mask(const brt_attn_vis *v, int32_t t0, int32_t t1)
+/* The keys of [t0, t1) a query vector sees, as bits (intervals clipped to the tile). */
+static inline uint32_t tile_mask(const brt_attn_vis *v, int32_t t0, int32_t t1)
 {
     uint32_t m = 0;
     for (int i = 0; i < v->n; i++) {
         int32_t lo = v->lo[i] > t0 ? v->lo[i] : t0, hi = v->hi[i] < t1 ? v->hi[i] : t1;
-        for (int32_t j = lo; j < hi; j++)
-            m |= 1u << (j - t0);
+        if (lo < hi) {
+            int32_t n = hi - lo;
+            m |= (n >= 32 ? 0xffffffffu : (1u << n) - 1u) << (lo - t0);
+        }
     }
     return m;
 }
 
-#define QB 4                       /* query vectors per register block */
-#define CHV 4                          /* vectors per head-dimension chunk (BRT_ATTN_CHUNK is a multiple) */
+/* Where keys [t0, t0 + n) of a segment lie for head kvh: K and V row pointers and dtypes. The
+ * cursor (span, base = first key index of that span) only moves forward. */
+typedef struct key_cursor {
+    int32_t span, base;
+} key_cursor;
 
-static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t kvh, int32_t qv0, int32_t qv1,
-                 float *scratch)
+static inline void key_rows(const brt_cpu_attn_seg *S, int32_t kvh, int32_t hd, key_cursor *cur, int32_t t0,
+                            int32_t n, const void **kp, const void **vp, brt_dtype *dt)
 {
-    /* fixed-size inner blocks (QB query vectors x CHV vectors of the head dimension) so the
-     * accumulators stay in registers; missing query vectors read a zero row and are masked out */
+    for (int32_t j = 0; j < n; j++) {
+        int32_t key = t0 + j;
+        while (key >= cur->base + S->spans[cur->span].n) {
+            cur->base += S->spans[cur->span].n;
+            cur->span++;
+        }
+        const brt_cpu_kv_span *sp = &S->spans[cur->span];
+        size_t es = sp->dtype == BRT_DT_F32 ? 4 : 2;
+        size_t off = ((size_t)(key - cur->base) * (size_t)sp->stride + (size_t)kvh * (size_t)hd) * es;
+        kp[j] = (const char *)sp->k + off;
+        vp[j] = (const char *)sp->v + off;
+        dt[j] = sp->dtype;
+    }
+}
+
+static inline vf load_kv(const void *p, brt_dtype dt, int32_t d)
+{
+    return dt == BRT_DT_F32 ? v_load((const float *)p + d) : v_load_bf16((const uint16_t *)p + d);
+}
+
+static inline float scalar_kv(const void *p, brt_dtype dt, int32_t d)
+{
+    return dt == BRT_DT_F32 ? ((const float *)p)[d] : brt_bf16_to_f32(((const uint16_t *)p)[d]);
+}
+
+/* Rows of the next tile to prefetch (K and V of each key, bytes each), issued per_step cache
+ * lines at a time: row i, line off (from the row's first line). Keys of one tile may sit in spans
+ * of different dtypes: bytes is the first key's, so a bf16 row may get lines it does not need. */
+typedef struct pf_queue {
+    const void *row[2 * TILE];
+    int32_t n, i, bytes, off, per_step;
+} pf_queue;
+
+static inline void pf_issue(pf_queue *q, int32_t lines)
+{
+    for (; lines > 0 && q->i < q->n; lines--) {
+        uintptr_t r = (uintptr_t)q->row[q->i], first = r & ~(uintptr_t)63;
+        __builtin_prefetch((const void *)(first + (uintptr_t)q->off), 0, 2);
+        q->off += 64;
+        if (first + (uintptr_t)q->off >= r + (uintptr_t)q->bytes) {
+            q->off = 0;
+            q->i++;
+        }
+    }
+}
+
+/* Kt [hd][TILE] (keys along a vector) and Vt [TILE][hdp] (rows) from nt keys; Kt columns past nt
+ * are zeros. Whole groups of VL keys of one dtype are transposed in registers. */
+static void gather_tile(const void *const *kp, const void *const *vp, const brt_dtype *dt, int32_t nt, int32_t hd,
+                        int32_t hdp, float *Kt, float *Vt)
+{
+    for (int32_t g = 0; g < TILE; g += VL) {
+        int uniform = g + VL <= nt;
+        for (int32_t j = g + 1; uniform && j < g + VL; j++)
+            uniform = dt[j] == dt[g];
+        int32_t d0 = 0;
+        if (uniform) {
+            for (; d0 + VL <= hd; d0 += VL) {
+                vf r[VL];
+                for (int j = 0; j < VL; j++)
+                    r[j] = load_kv(kp[g + j], dt[g], d0);
+                v_transpose(r);
+                for (int j = 0; j < VL; j++)
+                    v_store(Kt + (size_t)(d0 + j) * TILE + g, r[j]);
+            }
+        }
+        for (int32_t j = g; j < g + VL; j++)
+            for (int32_t d = d0; d < hd; d++)
+                Kt[(size_t)d * TILE + j] = j < nt ? scalar_kv(kp[j], dt[j], d) : 0.0f;
+    }
+    for (int32_t j = 0; j < nt; j++) {
+        float *vr = Vt + (size_t)j * hdp;
+        int32_t d = 0;
+        for (; d + VL <= hd; d += VL)
+            v_store(vr + d, load_kv(vp[j], dt[j], d));
+        for (; d < hd; d++)
+            vr[d] = scalar_kv(vp[j], dt[j], d);
+    }
+}
+
+/* acc[i] = acc[i] * corr[i] + sum over keys j in order of p_ij v_j, NV vectors of the head
+ * dimension from c0, for NQ query vectors (probabilities p[i] = rows of TILE) */
+static inline __attribute__((always_inline)) void pv_pass(const int NQ, const int NV, float *const *acc,
+                                                          const float *corr, const float *const *p, const float *Vt,
+                                                          int32_t hdp, int32_t nt, int32_t c0)
+{
+    vf ar[PV_QB][CHV];
+    for (int i = 0; i < NQ; i++) {
+        const vf cv = v_set1(corr[i]);
+        for (int c = 0; c < NV; c++)
+            ar[i][c] = v_mul(v_load(acc[i] + c0 + c * VL), cv);
+    }
+    for (int32_t j = 0; j < nt; j++) {
+        const float *vj = Vt + (size_t)j * hdp + c0;
+        vf pj[PV_QB];
+        for (int i = 0; i < NQ; i++)
+            pj[i] = v_set1(p[i][j]);
+        for (int c = 0; c < NV; c++) {
+            vf vv = v_load(vj + c * VL);
+            for (int i = 0; i < NQ; i++)
+                ar[i][c] = v_fma(pj[i], vv, ar[i][c]);
+        }
+    }
+    for (int i = 0; i < NQ; i++)
+        for (int c = 0; c < NV; c++)
+            v_store(acc[i] + c0 + c * VL, ar[i][c]);
+}
+
+static inline __attribute__((always_inline)) void pv_group(const int NQ, float *const *acc, const float *corr,
+                                                           const float *const *p, const float *Vt, int32_t hd,
+                                                           int32_t hdp, int32_t nt)
+{
+    const int32_t hdv = round_up(hd, VL); /* lanes past hd only ever hold zeros */
+    for (int32_t c0 = 0; c0 < hdv; c0 += CHV * VL) {
+        int nv = (hdv - c0) / VL;
+        if (nv >= CHV)
+            pv_pass(NQ, CHV, acc, corr, p, Vt, hdp, nt, c0);
+#if CHV > 3
+        else if (nv == 3)
+            pv_pass(NQ, 3, acc, corr, p, Vt, hdp, nt, c0);
+#endif
+#if CHV > 2
+        else if (nv == 2)
+            pv_pass(NQ, 2, acc, corr, p, Vt, hdp, nt, c0);
+#endif
+        else
+            pv_pass(NQ, 1, acc, corr, p, Vt, hdp, nt, c0);
+    }
+}
+
+/* Scores of NQ query vectors against the tile: out[i][j] = (sum over d in order of q_id Kt[d][j]) /
+ * scale_div. */
+static inline __attribute__((always_inline)) void qk_group(const int NQ, const float *const *q, const float *Kt,
+                                                           int32_t hd, vf vdiv, float *out)
+{
+    vf s[QK_QB][TV];
+    for (int i = 0; i < NQ; i++)
+        for (int c = 0; c < TV; c++)
+            s[i][c] = v_zero();
+    for (int32_t d = 0; d < hd; d++) {
+        const float *kd = Kt + (size_t)d * TILE;
+        vf b[QK_QB];
+        for (int i = 0; i < NQ; i++)
+            b[i] = v_set1(q[i][d]);
+        for (int c = 0; c < TV; c++) {
+            vf kv = v_load(kd + c * VL);
+            for (int i = 0; i < NQ; i++)
+                s[i][c] = v_fma(b[i], kv, s[i][c]);
+        }
+    }
+    for (int i = 0; i < NQ; i++)
+        for (int c = 0; c < TV; c++)
+            v_store(out + i * TILE + c * VL, v_div(s[i][c], vdiv));
+}
+
+/* Query vectors [qv0, qv1) of each kv head in [kvh0, kvh1): i = (kvh - kvh0) * per + (qv - qv0)
+ * indexes the task's state (the caller keeps the count under BRT_ATTN_QV_MAX). Several heads
+ * per task only for few query vectors (decode): a tile then reads whole stretches of each key's
+ * slot, which memory streams far faster than one head's slice of it. */
+static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t kvh0, int32_t kvh1, int32_t qv0,
+                 int32_t qv1, float *scratch)
+{
     const int32_t hd = A->head_dim, hdp = round_up(hd, BRT_ATTN_CHUNK), G = A->n_heads / A->n_kv_heads;
-    const int32_t nqv = qv1 - qv0, nqv_pad = round_up(nqv, QB);
+    const int32_t per = qv1 - qv0, nh = kvh1 - kvh0, nqv = per * nh;
     float *Kt = scratch;                              /* [hd][TILE] */
     float *Vt = Kt + (size_t)hdp * TILE;              /* [TILE][hdp] */
-    float *ms = Vt + (size_t)TILE * hdp;              /* [QV_MAX + QB] running max */
-    float *ls = ms + BRT_ATTN_QV_MAX + QB;            /* [QV_MAX + QB] running sum */
-    float *acc = ls + BRT_ATTN_QV_MAX + QB;           /* [QV_MAX + QB][hdp] */
-    float *sc = acc + (size_t)(BRT_ATTN_QV_MAX + QB) * hdp; /* [QB][TILE] */
-    float *zero_q = sc + QB * TILE;                   /* [hdp] */
-    const float *qp[BRT_ATTN_QV_MAX + QB];
-    const brt_attn_vis *vis[BRT_ATTN_QV_MAX + QB];
-    uint32_t mask[BRT_ATTN_QV_MAX + QB];
-    memset(zero_q, 0, (size_t)hdp * sizeof(float));
-    for (int32_t i = 0; i < nqv_pad; i++) {
-        if (i < nqv) {
-            int32_t qv = qv0 + i, row = qv / G, h = kvh * G + qv % G;
-            qp[i] = S->q + (int64_t)row * S->ld_q + (int64_t)h * hd;
-            vis[i] = &S->vis[row];
-        } else {
-            qp[i] = zero_q;
-            vis[i] = NULL;
-        }
+    float *ms = Vt + (size_t)TILE * hdp;              /* [QV_MAX] running max */
+    float *ls = ms + BRT_ATTN_QV_MAX + QB;            /* [QV_MAX] running sum */
+    float *acc = ls + BRT_ATTN_QV_MAX + QB;           /* [QV_MAX][hdp] */
+    float *sc = acc + (size_t)(BRT_ATTN_QV_MAX + QB) * hdp; /* [QV_MAX][TILE] scores, then probabilities */
+    float *mnew = sc + (size_t)BRT_ATTN_QV_MAX * TILE;   /* [QV_MAX + VL] per active query vector: */
+    float *dm = mnew + BRT_ATTN_QV_MAX + VL;            /* new max, old - new max, */
+    float *corr = dm + BRT_ATTN_QV_MAX + VL;            /* the correction */
+    uint8_t fix[BRT_ATTN_QV_MAX];
+    const float *qp[BRT_ATTN_QV_MAX];
+    const brt_attn_vis *vis[BRT_ATTN_QV_MAX];
+    uint32_t mask[BRT_ATTN_QV_MAX];
+    int32_t act_buf[BRT_ATTN_QV_MAX], *act_all;
+    int32_t lo = INT32_MAX, hi = 0; /* keys any query vector sees: tiles outside are never gathered */
+    for (int32_t i = 0; i < nqv; i++) {
+        int32_t qv = qv0 + i % per, row = qv / G, h = (kvh0 + i / per) * G + qv % G;
+        qp[i] = S->q + (int64_t)row * S->ld_q + (int64_t)h * hd;
+        vis[i] = &S->vis[row];
+        for (int k = 0; k < vis[i]->n; k++)
+            if (vis[i]->lo[k] < vis[i]->hi[k]) {
+                lo = vis[i]->lo[k] < lo ? vis[i]->lo[k] : lo;
+                hi = vis[i]->hi[k] > hi ? vis[i]->hi[k] : hi;
+            }
         ms[i] = -INFINITY;
         ls[i] = 0.0f;
         memset(acc + (size_t)i * hdp, 0, (size_t)hdp * sizeof(float));
     }
     memset(Vt, 0, (size_t)TILE * hdp * sizeof(float));
+    hi = hi < S->n_keys ? hi : S->n_keys;
     const vf vdiv = v_set1(A->scale_div);
-    int32_t span = 0, span_base = 0; /* cursor: first key index of spans[span] */
-    for (int32_t t0 = 0; t0 < S->n_keys; t0 += TILE) {
+    key_cursor cur = {0, 0};
+    const void *kp[TILE], *vp[TILE], *nkp[TILE], *nvp[TILE];
+    brt_dtype dt[TILE], ndt[TILE];
+    for (int32_t t0 = lo >= hi ? hi : lo / TILE * TILE; t0 < hi; t0 += TILE) {
         const int32_t t1 = t0 + TILE < S->n_keys ? t0 + TILE : S->n_keys, nt = t1 - t0;
-        uint32_t any = 0;
-        for (int32_t i = 0; i < nqv_pad; i++)
-            any |= mask[i] = vis[i] ? tile_mask(vis[i], t0, t1) : 0;
-        if (!any)
-            continue;
-        /* gather the tile: K transposed (for key-parallel scores), V as rows */
-        for (int32_t j = 0; j < TILE; j++) {
-            if (j >= nt) {
-                for (int32_t d = 0; d < hd; d++)
-                    Kt[(size_t)d * TILE + j] = 0.0f;
-                memset(Vt + (size_t)j * hdp, 0, (size_t)hd * sizeof(float));
-                continue;
-            }
-            int32_t key = t0 + j;
-            while (key >= span_base + S->spans[span].n) {
-                span_base += S->spans[span].n;
-                span++;
-            }
-            const brt_cpu_kv_span *sp = &S->spans[span];
-            int64_t off = (int64_t)(key - span_base) * sp->stride + (int64_t)kvh * hd;
-            float *vr = Vt + (size_t)j * hdp;
-            if (sp->dtype == BRT_DT_F32) {
-                const float *kr = (const float *)sp->k + off, *vsrc = (const float *)sp->v + off;
-                for (int32_t d = 0; d < hd; d++)
-                    Kt[(size_t)d * TILE + j] = kr[d];
-                memcpy(vr, vsrc, (size_t)hd * sizeof(float));
-            } else {
-                const uint16_t *kr = (const uint16_t *)sp->k + off, *vsrc = (const uint16_t *)sp->v + off;
-                for (int32_t d = 0; d < hd; d++) {
-                    Kt[(size_t)d * TILE + j] = brt_bf16_to_f32(kr[d]);
-                    vr[d] = brt_bf16_to_f32(vsrc[d]);
-                }
-            }
+        int32_t n_act_all = 0;
+        act_all = act_buf;
+        for (int32_t i = 0; i < nqv; i++) {
+            mask[i] = tile_mask(vis[i], t0, t1);
+            if (mask[i])
+                act_all[n_act_all++] = i;
         }
-        for (int32_t b = 0; b < nqv_pad; b += QB) {
-            uint32_t bm = 0;
-            for (int32_t i = 0; i < QB; i++)
-                bm |= mask[b + i];
-            if (!bm)
+        if (!n_act_all)
+            continue;
+        key_rows(S, kvh0, hd, &cur, t0, nt, kp, vp, dt);
+        /* The next tile's rows (this task's heads of each key slot, in memory order) start on
+         * their way to L2 while this one is computed, a few lines per group of query vectors: one
+         * burst would stall on the miss queue, and L1 could not hold them until they are used. */
+        pf_queue pq = {0};
+        if (t1 < hi) {
+            int32_t nn = hi - t1 < TILE ? hi - t1 : TILE;
+            key_cursor pfc = cur;
+            key_rows(S, kvh0, hd, &pfc, t1, nn, nkp, nvp, ndt);
+            for (int32_t j = 0; j < nn; j++) {
+                pq.row[pq.n++] = nkp[j];
+                pq.row[pq.n++] = nvp[j];
+            }
+            pq.bytes = nh * hd * (ndt[0] == BRT_DT_F32 ? 4 : 2);
+            int64_t lines = (int64_t)pq.n * ((pq.bytes + 63) / 64 + 1),
+                    groups = nh + (n_act_all + QK_QB - 1) / QK_QB + (n_act_all + PV_QB - 1) / PV_QB;
+            pq.per_step = (int32_t)((lines + groups - 1) / groups);
+        }
+        for (int32_t hh = 0; hh < nh; hh++) {
+            /* this head's active query vectors, in order */
+            int32_t n_act = 0, *act = act_all;
+            while (n_act_all > 0 && act_all[0] < (hh + 1) * per) {
+                act_all++;
+                n_act_all--;
+                n_act++;
+            }
+            if (!n_act)
                 continue;
-            /* scores: s[i][key] = q_i . k_key, summed over d in order */
-            vf s[QB][TV];
-            for (int32_t i = 0; i < QB; i++)
-                for (int c = 0; c < TV; c++)
-                    s[i][c] = v_zero();
-            const float *q0 = qp[b], *q1 = qp[b + 1], *q2 = qp[b + 2], *q3 = qp[b + 3];
-            for (int32_t d = 0; d < hd; d++) {
-                const float *kd = Kt + (size_t)d * TILE;
-                const vf b0 = v_set1(q0[d]), b1 = v_set1(q1[d]), b2 = v_set1(q2[d]), b3 = v_set1(q3[d]);
-                for (int c = 0; c < TV; c++) {
-                    vf kv = v_load(kd + c * VL);
-                    s[0][c] = v_fma(b0, kv, s[0][c]);
-                    s[1][c] = v_fma(b1, kv, s[1][c]);
-                    s[2][c] = v_fma(b2, kv, s[2][c]);
-                    s[3][c] = v_fma(b3, kv, s[3][c]);
+            const void *hkp[TILE], *hvp[TILE];
+            for (int32_t j = 0; j < nt; j++) {
+                size_t off = (size_t)hh * (size_t)hd * (dt[j] == BRT_DT_F32 ? 4 : 2);
+                hkp[j] = (const char *)kp[j] + off;
+                hvp[j] = (const char *)vp[j] + off;
+            }
+            pf_issue(&pq, pq.per_step);
+            gather_tile(hkp, hvp, dt, nt, hd, hdp, Kt, Vt);
+            /* 1. scores of every active query vector (row a of sc) */
+            for (int32_t a = 0; a < n_act; a += QK_QB) {
+                const int nq = n_act - a < QK_QB ? n_act - a : QK_QB;
+                const float *q[QK_QB];
+                for (int i = 0; i < nq; i++)
+                    q[i] = qp[act[a + i]];
+                float *out = sc + (size_t)a * TILE;
+                pf_issue(&pq, pq.per_step);
+                switch (nq) {
+#if QK_QB >= 8
+                case 8: qk_group(8, q, Kt, hd, vdiv, out); break;
+                case 7: qk_group(7, q, Kt, hd, vdiv, out); break;
+                case 6: qk_group(6, q, Kt, hd, vdiv, out); break;
+                case 5: qk_group(5, q, Kt, hd, vdiv, out); break;
+                case 4: qk_group(4, q, Kt, hd, vdiv, out); break;
+                case 3: qk_group(3, q, Kt, hd, vdiv, out); break;
+#endif
+                case 2: qk_group(2, q, Kt, hd, vdiv, out); break;
+                default: qk_group(1, q, Kt, hd, vdiv, out); break;
                 }
             }
-            float corr[QB] = {1, 1, 1, 1};
-            for (int32_t i = 0; i < QB; i++) {
-                float *si = sc + (size_t)i * TILE;
-                if (!mask[b + i]) {
-                    memset(si, 0, TILE * sizeof(float));
-                    continue;
-                }
+            /* 2. the softmax update of each: independent chains, so they overlap; the corrections
+             * exp(m - m') of VL query vectors go through one vector exp (lane-wise the same) */
+            for (int32_t a = 0; a < n_act; a++) {
+                const int32_t x = act[a];
+                float *si = sc + (size_t)a * TILE;
+                vf xs[TV];
                 for (int c = 0; c < TV; c++)
-                    v_store(si + c * VL, v_div(s[i][c], vdiv));
-                for (int32_t j = 0; j < TILE; j++)
-                    if (!(mask[b + i] >> j & 1u))
-                        si[j] = -INFINITY;
-                vf mv = v_load(si);
+                    xs[c] = v_load(si + c * VL);
+                if (mask[x] != 0xffffffffu)
+                    for (int c = 0; c < TV; c++)
+                        v_store(si + c * VL, xs[c] = v_keep_bits(xs[c], mask[x] >> (c * VL), -INFINITY));
+                vf mv = xs[0];
                 for (int c = 1; c < TV; c++)
-                    mv = v_max(mv, v_load(si + c * VL));
-                float mt = v_hmax(mv), mo = ms[b + i], mn = mo > mt ? mo : mt;
-                vf mnv = v_set1(mn), sum = v_zero();
+                    mv = v_max(mv, xs[c]);
+                float mt = v_hmax(mv), mo = ms[x], mn = mo > mt ? mo : mt;
+                mnew[a] = mn;
+                dm[a] = mo - mn;
+                fix[a] = mo != -INFINITY && mo != mn;
+            }
+            for (int32_t a = n_act; a % VL; a++)
+                dm[a] = 0.0f;
+            for (int32_t a = 0; a < n_act; a += VL) {
+                vf e = v_exp(v_load(dm + a));
+                v_store(corr + a, e);
+            }
+            for (int32_t a = 0; a < n_act; a++) {
+                const int32_t x = act[a];
+                float *si = sc + (size_t)a * TILE;
+                const vf mnv = v_set1(mnew[a]);
+                vf sum = v_zero();
                 for (int c = 0; c < TV; c++) {
                     vf p = v_exp(v_sub(v_load(si + c * VL), mnv));
                     v_store(si + c * VL, p);
                     sum = v_add(sum, p);
                 }
-                float cf = 1.0f;
-                if (mo != -INFINITY && mo != mn) {
-                    float t[VL];
-                    v_store(t, v_exp(v_set1(mo - mn)));
-                    cf = t[0];
-                }
-                corr[i] = cf;
-                ms[b + i] = mn;
-                ls[b + i] = ls[b + i] * cf + v_hsum(sum);
+                float cf = fix[a] ? corr[a] : 1.0f;
+                corr[a] = cf;
+                ms[x] = mnew[a];
+                ls[x] = ls[x] * cf + v_hsum(sum);
             }
-            /* acc = acc * corr + P V, one chunk of the head dimension at a time */
-            for (int32_t c0 = 0; c0 < hdp; c0 += CHV * VL) {
-                vf ar[QB][CHV];
-                for (int32_t i = 0; i < QB; i++) {
-                    const vf cv = v_set1(corr[i]);
-                    const float *ai = acc + (size_t)(b + i) * hdp + c0;
-                    for (int c = 0; c < CHV; c++)
-                        ar[i][c] = v_mul(v_load(ai + c * VL), cv);
+            /* 3. acc = acc * correction + P V */
+            for (int32_t a = 0; a < n_act; a += PV_QB) {
+                const int nq = n_act - a < PV_QB ? n_act - a : PV_QB;
+                float *ac[PV_QB];
+                const float *p[PV_QB];
+                for (int i = 0; i < nq; i++) {
+                    ac[i] = acc + (size_t)act[a + i] * hdp;
+                    p[i] = sc + (size_t)(a + i) * TILE;
                 }
-                for (int32_t j = 0; j < nt; j++) {
-                    const float *vj = Vt + (size_t)j * hdp + c0;
-                    const vf p0 = v_set1(sc[j]), p1 = v_set1(sc[TILE + j]), p2 = v_set1(sc[2 * TILE + j]),
-                             p3 = v_set1(sc[3 * TILE + j]);
-                    for (int c = 0; c < CHV; c++) {
-                        vf vv = v_load(vj + c * VL);
-                        ar[0][c] = v_fma(p0, vv, ar[0][c]);
-                        ar[1][c] = v_fma(p1, vv, ar[1][c]);
-                        ar[2][c] = v_fma(p2, vv, ar[2][c]);
-                        ar[3][c] = v_fma(p3, vv, ar[3][c]);
-                    }
+                pf_issue(&pq, pq.per_step);
+                switch (nq) {
+#if PV_QB >= 8
+                case 8: pv_group(8, ac, corr + a, p, Vt, hd, hdp, nt); break;
+                case 7: pv_group(7, ac, corr + a, p, Vt, hd, hdp, nt); break;
+                case 6: pv_group(6, ac, corr + a, p, Vt, hd, hdp, nt); break;
+                case 5: pv_group(5, ac, corr + a, p, Vt, hd, hdp, nt); break;
+#endif
+                case 4: pv_group(4, ac, corr + a, p, Vt, hd, hdp, nt); break;
+                case 3: pv_group(3, ac, corr + a, p, Vt, hd, hdp, nt); break;
+                case 2: pv_group(2, ac, corr + a, p, Vt, hd, hdp, nt); break;
+                default: pv_group(1, ac, corr + a, p, Vt, hd, hdp, nt); break;
                 }
-                for (int32_t i = 0; i < QB; i++)
-                    for (int c = 0; c < CHV; c++)
-                        v_store(acc + (size_t)(b + i) * hdp + c0 + c * VL, ar[i][c]);
             }
         }
+        pf_issue(&pq, INT32_MAX);
     }
     for (int32_t i = 0; i < nqv; i++) {
-        int32_t qv = qv0 + i, row = qv / G, h = kvh * G + qv % G;
+        int32_t qv = qv0 + i % per, row = qv / G, h = (kvh0 + i / per) * G + qv % G;
         float *o = S->out + (int64_t)row * S->ld_o + (int64_t)h * hd;
         const float *ai = acc + (size_t)i * hdp;
         float l = ls[i];

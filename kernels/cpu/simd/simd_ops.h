@@ -36,10 +36,11 @@ typedef struct brt_simd_ops {
     /* c[:, n0:n1] for all m rows (see brt_backend.gemm) */
     void (*gemm_cols)(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
                       float *c, int64_t ldc, int64_t n0, int64_t n1);
-    /* attention for query vectors [qv0, qv1) of kv head kvh in one segment; scratch holds
-     * brt_simd_attn_scratch_floats(head_dim, qv count) floats */
-    void (*attn)(const brt_cpu_attn_args *a, const brt_cpu_attn_seg *s, int32_t kvh, int32_t qv0, int32_t qv1,
-                 float *scratch);
+    /* attention for query vectors [qv0, qv1) of each kv head in [kvh0, kvh1) of one segment
+     * ((kvh1 - kvh0) * (qv1 - qv0) <= BRT_ATTN_QV_MAX); scratch holds
+     * brt_simd_attn_scratch_floats(head_dim) floats */
+    void (*attn)(const brt_cpu_attn_args *a, const brt_cpu_attn_seg *s, int32_t kvh0, int32_t kvh1, int32_t qv0,
+                 int32_t qv1, float *scratch);
     void (*rmsnorm_row)(const float *x, const float *w, float eps, float *y, int64_t dim);
     void (*silu_mul_row)(float *g, const float *u, int64_t n);
     void (*add_row)(float *y, const float *x, int64_t n);
@@ -47,15 +48,16 @@ typedef struct brt_simd_ops {
     void (*to_f32_row)(const void *src, brt_dtype dt, float *dst, int64_t n);
 } brt_simd_ops;
 
-#define BRT_ATTN_QV_MAX 128  /* query vectors per attention task */
+#define BRT_ATTN_QV_MAX 512  /* query vectors per attention task */
 #define BRT_ATTN_TILE 32     /* keys per attention tile */
 #define BRT_ATTN_CHUNK 64    /* the head dimension is padded to a multiple of this */
 static inline int64_t brt_simd_attn_scratch_floats(int32_t head_dim)
 {
-    /* Kt [hd][TILE] + Vt [TILE][hdp] + per query vector (+4 of padding) m, l, acc[hdp] + scores
-     * [4][TILE] + a zero query row */
+    /* Kt [hdp][TILE] + Vt [TILE][hdp] + per query vector (+4 of padding) m, l, acc[hdp] + scores
+     * [QV_MAX][TILE] + three per-query-vector arrays (+16 of padding each) */
     const int64_t hdp = (head_dim + BRT_ATTN_CHUNK - 1) / BRT_ATTN_CHUNK * BRT_ATTN_CHUNK;
-    return hdp * BRT_ATTN_TILE * 2 + (int64_t)(BRT_ATTN_QV_MAX + 4) * (hdp + 2) + 4 * BRT_ATTN_TILE + hdp + 64;
+    return hdp * BRT_ATTN_TILE * 2 + (int64_t)(BRT_ATTN_QV_MAX + 4) * (hdp + 2) +
+           (int64_t)BRT_ATTN_QV_MAX * BRT_ATTN_TILE + 3 * (BRT_ATTN_QV_MAX + 16) + 64;
 }
 
 extern const brt_simd_ops brt_simd_avx512, brt_simd_avx2, brt_simd_generic;
