@@ -154,7 +154,9 @@ brt_status brt_api_job_spec(brt_api_model *am, const brt_request *r, const char 
         BRT_TRY(chat_ids(am, r, ids, &n_ids, &stop_id, err));
     else if (r->prompt) {
         const size_t limit = prompt_limit(cfg, r);
-        brt_status st = brt_tokenizer_encode_max(m->tok, r->prompt, strlen(r->prompt), 1, limit, ids, &n_ids, err);
+        /* BOS first when the model's tokenizer puts it there (Llama: yes; Qwen2: no) */
+        brt_status st = brt_tokenizer_encode_max(m->tok, r->prompt, strlen(r->prompt), brt_tokenizer_adds_bos(m->tok),
+                                                 limit, ids, &n_ids, err);
         if (st == BRT_ERR_RANGE && strlen(r->prompt) <= ((size_t)1 << 29))
             return too_long(cfg, r, limit, err);
         BRT_TRY(st);

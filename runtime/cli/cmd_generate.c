@@ -144,7 +144,8 @@ int cmd_generate(int argc, char **argv)
     if (!cli_open_coordinator(&c, "generate", ids_spec, ids, n_ids, &node, &rc))
         goto cleanup;
     if (!ids) {
-        if (brt_tokenizer_encode(node->model.tok, prompt, strlen(prompt), 1, &ids, &n_ids, &err) != BRT_OK) {
+        if (brt_tokenizer_encode(node->model.tok, prompt, strlen(prompt), brt_tokenizer_adds_bos(node->model.tok), &ids,
+                                 &n_ids, &err) != BRT_OK) {
             brt_err_prefix(&err, "%s: ", prompt_file ? prompt_file : "--prompt");
             rc = cli_fail("generate", &err);
             goto cleanup;

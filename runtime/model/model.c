@@ -14,22 +14,22 @@ brt_status brt_model_open(const char *dir, const json_t *overrides, int need_tok
     brt_status st = brt_config_load(dir, overrides, &m->cfg, err);
     if (st != BRT_OK)
         goto fail;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
-    if (access(path, F_OK) == 0) {
-        st = brt_tokenizer_load(path, &m->tok, err);
-        if (st != BRT_OK)
-            goto fail;
-        if (brt_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size) {
-            st = brt_errf(err, BRT_ERR_FORMAT, "%s has %d pieces but the model's vocab_size is %d", path,
-                          brt_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
+    /* tokenizer.json wins over tokenizer.model, as in transformers */
+    st = brt_tokenizer_load_dir(dir, &m->tok, err);
+    if (st == BRT_ERR_NOT_FOUND) {
+        st = BRT_OK;
+        if (need_tokenizer) {
+            st = brt_errf(err, BRT_ERR_NOT_FOUND,
+                          "%s/tokenizer.model: missing (and no tokenizer.json); text prompts need the model's tokenizer "
+                          "(or give token ids with --input-ids)",
+                          dir);
             goto fail;
         }
-    } else if (need_tokenizer) {
-        st = brt_errf(err, BRT_ERR_NOT_FOUND,
-                      "%s: missing; text prompts need the model's SentencePiece tokenizer (or give token ids "
-                      "with --input-ids)",
-                      path);
+    } else if (st != BRT_OK) {
+        goto fail;
+    } else if (brt_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size) {
+        st = brt_errf(err, BRT_ERR_FORMAT, "%s's tokenizer has %d pieces but the model's vocab_size is %d", dir,
+                      brt_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
         goto fail;
     }
     st = brt_st_set_open_dir(dir, &m->files, err);

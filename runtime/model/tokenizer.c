@@ -1,6 +1,10 @@
 /* SentencePiece BPE tokenizer. The algorithm follows the behaviour of sentencepiece 0.1.97 (its
  * BPE model, identity normalizer and processor's encode/decode), re-implemented from the
- * algorithm's description; the unit test pins it to reference outputs of that version. */
+ * algorithm's description; the unit test pins it to reference outputs of that version.
+ *
+ * The same public brt_tokenizer also fronts the Hugging Face backend (hf_tokenizer.c): a
+ * tokenizer loaded from a tokenizer.json holds only `hf`, and every public function below
+ * forwards to it. */
 #include "model/tokenizer.h"
 
 #include <errno.h>
@@ -8,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/hash.h"
+#include "model/tokenizer_impl.h"
 #include "sentencepiece_model.pb-c.h"
 
 #define SPACE_SYMBOL "\xE2\x96\x81" /* U+2581, sentencepiece's escaped space */
@@ -28,6 +34,7 @@ typedef struct piece_table {
 } piece_table;
 
 struct brt_tokenizer {
+    brt_hf_tokenizer *hf; /* set: a tokenizer.json, nothing below is used */
     int32_t n;
     char *pool;        /* every piece, NUL-terminated, back to back */
     uint32_t *off;     /* [n] piece start in pool */
@@ -416,9 +423,33 @@ static brt_status build(brt_tokenizer *tok, const Sentencepiece__ModelProto *m, 
     return BRT_OK;
 }
 
+/* A tokenizer.json: the Hugging Face backend, with the tokenizer_config.json beside it if any. */
+static brt_status load_hf(const char *path, brt_tokenizer **out, brt_err *err)
+{
+    char cfg[4096];
+    const char *slash = strrchr(path, '/');
+    int dir_len = slash ? (int)(slash - path) : 1;
+    int k = snprintf(cfg, sizeof cfg, "%.*s/tokenizer_config.json", dir_len, slash ? path : ".");
+    if (k < 0 || (size_t)k >= sizeof cfg)
+        return brt_errf(err, BRT_ERR_INVALID, "tokenizer %s: path too long", path);
+    brt_tokenizer *tok = calloc(1, sizeof *tok);
+    if (!tok)
+        return brt_errf(err, BRT_ERR_NOMEM, "tokenizer %s: out of memory", path);
+    brt_status st = brt_hf_load(path, access(cfg, F_OK) == 0 ? cfg : NULL, &tok->hf, err);
+    if (st != BRT_OK) {
+        free(tok);
+        return st;
+    }
+    *out = tok;
+    return BRT_OK;
+}
+
 brt_status brt_tokenizer_load(const char *path, brt_tokenizer **out, brt_err *err)
 {
     *out = NULL;
+    size_t pl = strlen(path);
+    if (pl >= 5 && strcmp(path + pl - 5, ".json") == 0)
+        return load_hf(path, out, err);
     uint8_t *data = NULL;
     size_t size = 0;
     BRT_TRY(read_file(path, &data, &size, err));
@@ -444,10 +475,26 @@ brt_status brt_tokenizer_load(const char *path, brt_tokenizer **out, brt_err *er
     return BRT_OK;
 }
 
+brt_status brt_tokenizer_load_dir(const char *dir, brt_tokenizer **out, brt_err *err)
+{
+    *out = NULL;
+    char path[4096];
+    static const char *const names[] = {"tokenizer.json", "tokenizer.model"};
+    for (int i = 0; i < 2; i++) {
+        int k = snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (k < 0 || (size_t)k >= sizeof path)
+            return brt_errf(err, BRT_ERR_INVALID, "%s: path too long", dir);
+        if (access(path, F_OK) == 0)
+            return brt_tokenizer_load(path, out, err);
+    }
+    return brt_errf(err, BRT_ERR_NOT_FOUND, "%s: no tokenizer.json or tokenizer.model", dir);
+}
+
 void brt_tokenizer_free(brt_tokenizer *tok)
 {
     if (!tok)
         return;
+    brt_hf_free(tok->hf);
     free(tok->pool);
     free(tok->off);
     free(tok->len);
@@ -462,26 +509,36 @@ void brt_tokenizer_free(brt_tokenizer *tok)
     free(tok);
 }
 
-int32_t brt_tokenizer_vocab_size(const brt_tokenizer *tok) { return tok->n; }
-int32_t brt_tokenizer_bos_id(const brt_tokenizer *tok) { return tok->bos_id; }
-int32_t brt_tokenizer_eos_id(const brt_tokenizer *tok) { return tok->eos_id; }
-int32_t brt_tokenizer_unk_id(const brt_tokenizer *tok) { return tok->unk_id; }
-int32_t brt_tokenizer_pad_id(const brt_tokenizer *tok) { return tok->pad_id; }
-size_t brt_tokenizer_max_token_bytes(const brt_tokenizer *tok) { return tok->max_token_bytes; }
+int32_t brt_tokenizer_vocab_size(const brt_tokenizer *tok) { return tok->hf ? brt_hf_vocab_size(tok->hf) : tok->n; }
+int32_t brt_tokenizer_bos_id(const brt_tokenizer *tok) { return tok->hf ? brt_hf_bos_id(tok->hf) : tok->bos_id; }
+int32_t brt_tokenizer_eos_id(const brt_tokenizer *tok) { return tok->hf ? brt_hf_eos_id(tok->hf) : tok->eos_id; }
+int32_t brt_tokenizer_unk_id(const brt_tokenizer *tok) { return tok->hf ? brt_hf_unk_id(tok->hf) : tok->unk_id; }
+int32_t brt_tokenizer_pad_id(const brt_tokenizer *tok) { return tok->hf ? brt_hf_pad_id(tok->hf) : tok->pad_id; }
+/* a sentencepiece model: always, as Llama's tokenizers do (an error if the model has no BOS) */
+int brt_tokenizer_adds_bos(const brt_tokenizer *tok) { return tok->hf ? brt_hf_adds_bos(tok->hf) : 1; }
+
+size_t brt_tokenizer_max_token_bytes(const brt_tokenizer *tok)
+{
+    return tok->hf ? brt_hf_max_token_bytes(tok->hf) : tok->max_token_bytes;
+}
 
 const char *brt_tokenizer_piece(const brt_tokenizer *tok, int32_t id)
 {
+    if (tok->hf)
+        return brt_hf_piece(tok->hf, id);
     return (id >= 0 && id < tok->n) ? tok->pool + tok->off[id] : NULL;
 }
 
 int brt_tokenizer_piece_type(const brt_tokenizer *tok, int32_t id)
 {
+    if (tok->hf)
+        return brt_hf_piece_type(tok->hf, id);
     return (id >= 0 && id < tok->n) ? tok->type[id] : 0;
 }
 
 int32_t brt_tokenizer_piece_id(const brt_tokenizer *tok, const char *piece, size_t len)
 {
-    return lookup_any(tok, piece, len);
+    return tok->hf ? brt_hf_piece_id(tok->hf, piece, len) : lookup_any(tok, piece, len);
 }
 
 /* ---- normalizer ------------------------------------------------------------------------- */
@@ -749,6 +806,8 @@ brt_status brt_tokenizer_encode(const brt_tokenizer *tok, const char *text, size
 brt_status brt_tokenizer_encode_max(const brt_tokenizer *tok, const char *text, size_t len, int add_bos,
                                     size_t max_ids, int32_t **ids, size_t *n_ids, brt_err *err)
 {
+    if (tok->hf)
+        return brt_hf_encode_max(tok->hf, text, len, add_bos, max_ids, ids, n_ids, err);
     *ids = NULL;
     *n_ids = 0;
     if (len > MAX_TEXT_BYTES)
@@ -873,6 +932,8 @@ static int put_piece(sbuf *b, const char *s, size_t n)
 brt_status brt_tokenizer_decode(const brt_tokenizer *tok, const int32_t *ids, size_t n, char **text,
                                 size_t *len, brt_err *err)
 {
+    if (tok->hf)
+        return brt_hf_decode(tok->hf, ids, n, text, len, err);
     *text = NULL;
     *len = 0;
     for (size_t i = 0; i < n; i++)
@@ -942,6 +1003,8 @@ brt_status brt_tokenizer_decode(const brt_tokenizer *tok, const int32_t *ids, si
 
 size_t brt_tokenizer_token_bytes(const brt_tokenizer *tok, int32_t id, char *buf, size_t cap)
 {
+    if (tok->hf)
+        return brt_hf_token_bytes(tok->hf, id, buf, cap);
     if (id < 0 || id >= tok->n || cap == 0)
         return 0;
     int t = tok->type[id];
@@ -973,14 +1036,19 @@ brt_status brt_tokenizer_join(const brt_tokenizer *tok, const int32_t *ids, size
                               brt_err *err)
 {
     brt_buf b = {0};
+    size_t cap = brt_tokenizer_max_token_bytes(tok) + 1;
+    char *piece = malloc(cap);
+    if (!piece)
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory joining %zu tokens", n);
     for (size_t i = 0; i < n; i++) {
-        char piece[256];
-        size_t k = brt_tokenizer_token_bytes(tok, ids[i], piece, sizeof piece);
+        size_t k = brt_tokenizer_token_bytes(tok, ids[i], piece, cap);
         if (brt_buf_append(&b, piece, k) != 0) {
+            free(piece);
             brt_buf_free(&b);
             return brt_errf(err, BRT_ERR_NOMEM, "out of memory joining %zu tokens", n);
         }
     }
+    free(piece);
     if (brt_buf_append(&b, "", 0) != 0) {
         brt_buf_free(&b);
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
