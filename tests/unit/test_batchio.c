@@ -580,8 +580,9 @@ static void format_success_replaces_invalid_utf8_text(void **state)
     json_t *root = load(line);
     json_t *ch = json_array_get(
         json_object_get(json_object_get(json_object_get(root, "response"), "body"), "choices"), 0);
-    assert_string_equal(json_string_value(json_object_get(ch, "text")),
-                        "ok\xEF\xBF\xBD\xEF\xBF\xBD");
+    /* one U+FFFD for the cut character (its maximal subpart), as Python's and the tokenizers
+     * library's lossy decoding give */
+    assert_string_equal(json_string_value(json_object_get(ch, "text")), "ok\xEF\xBF\xBD");
     json_decref(root);
     free(line);
 
