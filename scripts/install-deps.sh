@@ -3,7 +3,7 @@
 # apt-get runs only when a package is missing. Run as root (or with sudo available).
 set -eu
 PKGS="build-essential cmake pkg-config git ca-certificates
-      libjansson-dev libcmocka-dev libmicrohttpd-dev libpcre2-dev libutf8proc-dev
+      libjansson-dev libcmocka-dev libmicrohttpd-dev libsodium-dev libpcre2-dev libutf8proc-dev
       libprotobuf-c-dev protobuf-c-compiler
       openmpi-bin libopenmpi-dev
       python3 python3-numpy"

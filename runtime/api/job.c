@@ -310,6 +310,7 @@ brt_status brt_api_result_make(const brt_api_model *am, const brt_request *r, co
     res->c.text_len = text.len;
     res->c.finish_reason = job->finish_reason ? job->finish_reason : "length";
     res->c.prompt_tokens = (int32_t)job->prompt_len;
+    res->c.cached_tokens = (int32_t)job->cached_tokens;
     res->c.completion_tokens = job->n_gen;
     if (want_lp) {
         res->c.tokens = res->tokens;

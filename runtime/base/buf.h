@@ -11,8 +11,8 @@ typedef struct brt_buf {
     size_t len, cap;
 } brt_buf;
 
-/* Append n bytes; returns 0, or -1 when out of memory (the buffer is left as it was). */
-static inline int brt_buf_append(brt_buf *b, const void *p, size_t n)
+/* Room for n more bytes (and the NUL); returns 0, or -1 when out of memory. */
+static inline int brt_buf_reserve(brt_buf *b, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
@@ -24,6 +24,14 @@ static inline int brt_buf_append(brt_buf *b, const void *p, size_t n)
         b->data = nd;
         b->cap = cap;
     }
+    return 0;
+}
+
+/* Append n bytes; returns 0, or -1 when out of memory (the buffer is left as it was). */
+static inline int brt_buf_append(brt_buf *b, const void *p, size_t n)
+{
+    if (brt_buf_reserve(b, n) != 0)
+        return -1;
     if (n)
         memcpy(b->data + b->len, p, n);
     b->len += n;

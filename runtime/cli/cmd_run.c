@@ -86,6 +86,13 @@ int cmd_run(int argc, char **argv)
             tr->abort(tr, rc);
         goto done;
     }
+    /* with a disk tier, SIGTERM (Slurm's warning before preemption or the time limit) keeps every job
+     * still reading its prompt on disk before the run stops, and the rerun resumes there; without
+     * one a signal stops at once (finished results are in the journal either way) */
+    if (c.node.cache_dir) {
+        node->graceful = 1;
+        node->drain_seconds = 0;
+    }
     if (rank != 0) { /* a stage of a pipeline: run until the coordinator says stop */
         rc = brt_node_run(node, &err) == BRT_OK ? 0 : cli_fail("run", &err);
         brt_node_close(node);
@@ -128,6 +135,16 @@ int cmd_run(int argc, char **argv)
         rc = cli_fail("run", &err);
         goto close;
     }
+    if (node->stop_signal) { /* stopped by a signal after checkpointing */
+        brt_cache_log_summary(brt_sched_cache_counters(node->sched));
+        fprintf(stderr,
+                "beaconrt run: stopped by signal %d: %lld of %zu requests are in %s; %d unfinished jobs were kept at "
+                "the step they reached in %s; rerun the same command to resume\n",
+                node->stop_signal, (long long)(bst->done_before + (size_t)bst->ok + (size_t)bst->failed), bst->lines,
+                out_path, node->checkpointed, c.node.cache_dir);
+        rc = 1;
+        goto close;
+    }
     if (!c.quiet) {
         brt_log_info("done: %lld ok, %lld failed; %lld prompt + %lld generated tokens in %.1fs (%.0f tok/s); output %s",
                      (long long)bst->ok, (long long)bst->failed, (long long)bst->prompt_tokens,
@@ -135,11 +152,13 @@ int cmd_run(int argc, char **argv)
                      out_path);
         for (int32_t d = 0; node->grid.dp > 1 && d < node->grid.dp; d++)
             brt_log_info("replica %d: %lld tokens", d, (long long)brt_sched_pipeline_tokens(node->sched, d));
+        brt_cache_log_summary(brt_sched_cache_counters(node->sched));
     }
     rc = 0;
 close:
-    if (rc != 0 && node && node->grid.rank == 0)
-        brt_node_abort_others(node); /* the other ranks wait for work that will not come */
+    if (rc != 0 && node && node->grid.rank == 0 && !node->stop_signal)
+        brt_node_abort_others(node); /* the other ranks wait for work that will not come (a run stopped by a
+                                        signal has shut them down already) */
     brt_batch_source_close(bs);
     brt_node_close(node);
 done:

@@ -181,6 +181,7 @@ int cmd_serve(int argc, char **argv)
             goto close;
         }
     }
+    brt_cache_log_summary(brt_sched_cache_counters(node->sched));
     brt_log_info("serve: stopped");
     rc = 0;
 close:

@@ -201,6 +201,25 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
             return -1;
         c->node.max_rows = (int32_t)v;
         return 1;
+    case 1028:
+    case 1030: {
+        char *end;
+        double x = strtod(arg, &end);
+        if (*end || !(x >= 0) || x > 1e9)
+            return -1;
+        *(opt == 1028 ? &c->cache_host_mb : &c->cache_disk_gb) = x;
+        return 1;
+    }
+    case 1029:
+        if (!*arg)
+            return -1;
+        c->node.cache_dir = arg;
+        return 1;
+    case 1031:
+        if (!cli_num(arg, 0, 1 << 30, &v))
+            return -1;
+        c->node.checkpoint_every = (int32_t)v;
+        return 1;
     case 1016:
         if (!cli_num(arg, 1, 1 << 20, &v))
             return -1;
@@ -330,6 +349,9 @@ static int apply_preset(cli_common *c, const char *cmd)
         {"parallel", "ranks", 0, &c->ranks},
         {"resources", "threads", 0, &c->node.threads},
         {"resources", "kv_budget_mb", 1, &c->kv_budget_mb},
+        {"resources", "state_cache_host_mb", 1, &c->cache_host_mb},
+        {"resources", "state_cache_disk_gb", 1, &c->cache_disk_gb},
+        {"resources", "checkpoint_every", 0, &c->node.checkpoint_every},
         {"resources", "max_rows", 0, &c->node.max_rows},
         {"resources", "max_inflight", 0, &c->node.max_inflight},
         {"resources", "prefill_chunk", 0, &c->node.prefill_chunk},
@@ -397,6 +419,8 @@ int cli_common_finish(cli_common *c, const char *cmd)
         return -1;
     if (c->kv_budget_mb > 0 && c->node.kv_budget == 0)
         c->node.kv_budget = (int64_t)(c->kv_budget_mb * 1048576.0);
+    c->node.cache_host_bytes = (int64_t)(c->cache_host_mb * 1048576.0);
+    c->node.cache_disk_bytes = (int64_t)(c->cache_disk_gb * 1073741824.0);
     /* the preset's grid applies when this launch has its ranks (flags always apply); plan and
      * inspect lay out a deployment, not this launch: they resolve it themselves (cli_plan_open) */
     int world = g_cli_tr ? g_cli_tr->world : 1;

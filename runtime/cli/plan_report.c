@@ -183,6 +183,8 @@ int cli_plan_open(cli_plan *p, cli_common *c, const char *cmd, const char *weigh
     p->doc = doc;
     p->max_new = max_new;
     p->fit_min = -1;
+    p->cache_host = c->node.cache_host_bytes;
+    p->cache_disk = c->node.cache_dir ? (c->node.cache_disk_bytes > 0 ? c->node.cache_disk_bytes : (int64_t)64 << 30) : 0;
     brt_dtype dt;
     if (weight_dtype && !brt_config_parse_dtype(weight_dtype, &dt)) {
         fprintf(stderr, "beaconrt %s: --weight-dtype must be bf16, f16 or f32\n", cmd);
@@ -281,6 +283,27 @@ void cli_plan_print_stages(const cli_plan *p)
         else
             printf("%-6d %-9s %12.1f %14.1f %14.3f %10s\n", s, lay, mib(r->weights), mib(r->budget), mib(r->job), fits_s);
     }
+    if ((p->cache_host || p->cache_disk) && p->g.pp > 0) {
+        /* a document's cached state is at most its job's state: how many each tier keeps */
+        int64_t host = -1, disk = -1;
+        for (int32_t s = 0; s < p->g.pp; s++) {
+            const int64_t j = p->rows[s].job;
+            if (j <= 0)
+                continue;
+            if (host < 0 || p->cache_host / j < host)
+                host = p->cache_host / j;
+            if (disk < 0 || p->cache_disk / j < disk)
+                disk = p->cache_disk / j;
+        }
+        if (host >= 0)
+            printf("state cache: %lld documents of this length in host memory (%.0f MiB per stage), %lld on disk "
+                   "(%.1f GiB per stage)\n",
+                   (long long)host, mib(p->cache_host), (long long)disk, p->cache_disk / 1073741824.0);
+        else
+            printf("state cache: %.0f MiB per stage in host memory, %.1f GiB on disk (give --doc-tokens for how many "
+                   "documents fit)\n",
+                   mib(p->cache_host), p->cache_disk / 1073741824.0);
+    }
 }
 
 json_t *cli_plan_stages_json(const cli_plan *p)
@@ -299,6 +322,10 @@ json_t *cli_plan_stages_json(const cli_plan *p)
         json_object_set_new(o, "kv_budget_bytes", json_integer(r->budget));
         json_object_set_new(o, "job_state_bytes", json_integer(r->job));
         json_object_set_new(o, "jobs_fit", json_integer(r->fit));
+        if (r->job > 0 && (p->cache_host || p->cache_disk)) {
+            json_object_set_new(o, "cached_documents_host", json_integer(p->cache_host / r->job));
+            json_object_set_new(o, "cached_documents_disk", json_integer(p->cache_disk / r->job));
+        }
         json_array_append_new(a, o);
     }
     return a;

@@ -31,11 +31,14 @@ static brt_status coordinator_msg(brt_node *n, brt_msg *m, brt_err *err)
         brt_step_result *r;
         int32_t nr;
         brt_stage_stat stats[BRT_MB_STATS];
-        int32_t n_stats;
+        int32_t n_stats, n_reps;
+        brt_cache_report *reps;
         st = brt_wire_unpack_results(m->hdr, m->hdr_len, m->payload, m->payload_len, m->src, &id, &r, &nr, stats,
-                                     &n_stats, err);
+                                     &n_stats, &reps, &n_reps, err);
         if (st == BRT_OK) {
             brt_node_record_stats(n, stats, n_stats);
+            brt_sched_cache_reports(n->sched, id, reps, n_reps);
+            free(reps);
             st = brt_sched_results(n->sched, id, r, nr, err);
             for (int32_t i = 0; i < nr; i++)
                 brt_step_result_free(&r[i]);
@@ -76,8 +79,42 @@ static int sources_closed(brt_node *n)
     return 1;
 }
 
-/* SIGTERM on a server: the sources stop taking work at once, and what is still running when the
- * drain ends is cancelled (a stream ends with an error event, a batch job is left for the rerun). */
+static int32_t inflight_all(const brt_node *n)
+{
+    int32_t k = 0;
+    for (int32_t d = 0; d < n->grid.dp; d++)
+        k += brt_sched_inflight(n->sched, d);
+    return k;
+}
+
+/* The end of a drain with a disk tier: plan nothing more, let what is in flight come back, keep
+ * every job that is still reading its prompt on disk at the step it reached (a mid-document
+ * checkpoint: the rerun resumes there), then cancel. 1 when it is done. */
+static int checkpoint_then_cancel(brt_node *n)
+{
+    if (n->stop_phase == 0) {
+        brt_sched_stop_planning(n->sched);
+        n->stop_phase = 1;
+    }
+    if (n->stop_phase == 1) {
+        if (inflight_all(n))
+            return 0;
+        n->checkpointed = brt_sched_checkpoint_all(n->sched);
+        if (n->checkpointed)
+            brt_log_info("stopping: keeping the state of %d jobs on disk (mid-document checkpoints)", n->checkpointed);
+        n->stop_phase = 2;
+    }
+    if (n->stop_phase == 2) {
+        if (inflight_all(n) || brt_sched_cache_pending(n->sched))
+            return 0;
+        n->stop_phase = 3;
+    }
+    return 1;
+}
+
+/* SIGTERM on a server (or a run with a disk tier): the sources stop taking work at once, and what
+ * is still running when the drain ends is checkpointed (with a disk tier) and cancelled (a stream
+ * ends with an error event, a batch job is left for the rerun). */
 static void drain(brt_node *n)
 {
     if (!n->graceful || !n->stop_signal)
@@ -93,6 +130,8 @@ static void drain(brt_node *n)
             if (n->sources[i]->stop)
                 n->sources[i]->stop(n->sources[i], n->sched);
     } else if (n->drain_end > 0 && brt_now() >= n->drain_end) {
+        if (n->o.cache_dir && !checkpoint_then_cancel(n))
+            return;
         const int64_t left = brt_sched_cancel_all(n->sched);
         if (left)
             brt_log_warn("drain: %.0fs are up; cancelled the %lld jobs still running", n->drain_seconds,

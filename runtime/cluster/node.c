@@ -116,6 +116,30 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
         goto fail;
     if (!o->kv_budget && gpus > 0 && (st = gpu_kv_budget(n, gpus, err)) != BRT_OK)
         goto fail;
+    if (o->cache_host_bytes > 0 || (o->cache_dir && *o->cache_dir)) {
+        /* what every state image depends on besides its steps: the model and policy, the state's
+         * dtype and the backend that computes (kernels of another ISA or device round differently) */
+        struct {
+            brt_model_config cfg;
+            int32_t dtype;
+            char backend[64];
+        } settings;
+        memset(&settings, 0, sizeof settings);
+        settings.cfg = n->model.cfg;
+        settings.dtype = (int32_t)n->be->state_dtype;
+        const char *bn = n->be->name; /* "cuda:3 (NVIDIA H100 ...)": the same GPU kind whatever its index */
+        if (!strncmp(bn, "cuda:", 5)) {
+            const char *rest = bn + 5;
+            while (*rest >= '0' && *rest <= '9')
+                rest++;
+            snprintf(settings.backend, sizeof settings.backend, "cuda%s", rest);
+        } else
+            snprintf(settings.backend, sizeof settings.backend, "%s", bn);
+        n->cache_settings = brt_key_settings(&settings, sizeof settings);
+        brt_state_store_opts co = {o->cache_dir && *o->cache_dir ? o->cache_dir : NULL, n->cache_settings, a, b};
+        if ((st = brt_state_store_open(&co, &n->store, err)) != BRT_OK)
+            goto fail;
+    }
     if (o->trace_path) /* every rank gets the same options: all record, rank 0 writes */
         brt_trace_start(n);
     n->kv_budget_min = n->kv_budget;
@@ -139,9 +163,26 @@ brt_status brt_node_start_sched_ex(brt_node *n, brt_job_done_fn on_done, void *c
 {
     if (n->grid.rank != 0)
         return BRT_OK;
-    brt_sched_opts so = {&n->model.cfg, n->model.tok, n->grid.dp, n->grid.pp, n->grid.layers, n->kv_budget_min,
-                         n->block_bytes, n->be->state_dtype, n->max_rows, n->max_inflight, n->prefill_chunk,
-                         n->o.max_jobs, on_done, ctx, free_done};
+    brt_sched_opts so = {.cfg = &n->model.cfg,
+                         .tok = n->model.tok,
+                         .n_pipelines = n->grid.dp,
+                         .n_stages = n->grid.pp,
+                         .stage_layers = n->grid.layers,
+                         .stage_budget = n->kv_budget_min,
+                         .block_bytes = n->block_bytes,
+                         .state_dtype = n->be->state_dtype,
+                         .max_rows = n->max_rows,
+                         .max_inflight = n->max_inflight,
+                         .prefill_chunk = n->prefill_chunk,
+                         .max_jobs = n->o.max_jobs,
+                         .on_done = on_done,
+                         .on_done_ctx = ctx,
+                         .free_done = free_done,
+                         .cache_host_bytes = n->o.cache_host_bytes,
+                         .cache_disk_bytes = n->o.cache_disk_bytes,
+                         .cache_dir = n->o.cache_dir,
+                         .cache_settings = n->cache_settings,
+                         .checkpoint_every = n->o.checkpoint_every};
     return brt_sched_create(&so, &n->sched, err);
 }
 
@@ -163,6 +204,7 @@ void brt_node_close(brt_node *n)
     if (!n)
         return;
     brt_sched_destroy(n->sched);
+    brt_state_store_close(n->store);
     brt_stage_destroy(n->stage);
     if (n->be)
         n->be->destroy(n->be);

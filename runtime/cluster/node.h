@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "cache/store.h"
 #include "cluster/grid.h"
 #include "cluster/transport.h"
 #include "engine/stage.h"
@@ -31,6 +32,11 @@ typedef struct brt_node_opts {
     double timeout;           /* seconds a rank waits for a peer before failing (0 = 600) */
     int progress;             /* print progress lines on stderr */
     const char *trace_path;   /* write per-micro-batch timings of every rank here (rank 0) */
+    /* state cache (runtime/cache): 0 / NULL = that tier is off */
+    int64_t cache_host_bytes; /* per stage, in host memory */
+    const char *cache_dir;    /* the disk tier's folder */
+    int64_t cache_disk_bytes; /* per stage on disk (0 with a folder: 64 GiB) */
+    int32_t checkpoint_every; /* write a job's state to disk every N prefill steps (0: only on SIGTERM) */
 } brt_node_opts;
 
 typedef void (*brt_token_fn)(void *ctx, brt_job *job, int32_t token);
@@ -56,6 +62,11 @@ typedef struct brt_node {
                                  within drain_seconds (serve); the stage ranks wait for rank 0 */
     double drain_seconds;     /* rank 0, graceful: then cancel what is still running */
     double drain_end;         /* rank 0: when the drain ends (0: not draining) */
+    int stop_phase;           /* rank 0, stopping with a disk tier: 1 waiting for the micro-batches in
+                                 flight, 2 waiting for the checkpoints, 3 done */
+    int32_t checkpointed;     /* jobs whose state was kept on disk when the run stopped */
+    brt_state_store *store;   /* this stage's share of the state cache (NULL: no cache) */
+    brt_cache_key cache_settings; /* what every state image depends on besides its steps */
     brt_stage_stat stats[64]; /* rank 0: every stage's newest figures (from results) */
     int n_stats;
     volatile int stop_signal; /* the signal that asked it (0: none) */

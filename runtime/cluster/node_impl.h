@@ -33,6 +33,9 @@ void brt_progress_report(brt_node *n, brt_progress *pg, int force);
 
 /* Running micro-batches (stage_loop.c): one through this rank's stage and on to the next stage or
  * the coordinator; the loop of every rank but 0. */
+/* The micro-batch's state-cache ops for this stage (cache_ops.c): loads and drops before its
+ * steps (after_steps 0), saves and demotions after them (1); each adds a report to mb. */
+brt_status brt_node_cache_ops(brt_node *n, brt_microbatch *mb, int after_steps, brt_err *err);
 brt_status brt_node_run_mb(brt_node *n, brt_microbatch *mb, brt_step_result **res, int32_t *res_cap, brt_err *err);
 brt_status brt_node_run_stage_rank(brt_node *n, brt_err *err);
 /* World rank 0 (coordinator.c). */

@@ -29,7 +29,9 @@ brt_status brt_node_run_mb(brt_node *n, brt_microbatch *mb, brt_step_result **re
                mb->n_steps, mb->n_rows, n->grid.my_pp, n->grid.my_dp);
     BRT_TRY(grow_results(res, res_cap, mb->n_steps, err));
     double t0 = brt_now();
+    BRT_TRY(brt_node_cache_ops(n, mb, 0, err));
     BRT_TRY(brt_stage_forward(n->stage, mb, *res, err));
+    BRT_TRY(brt_node_cache_ops(n, mb, 1, err));
     brt_trace_add(n, mb, t0, brt_now());
     const int last = n->grid.my_pp == n->grid.pp - 1;
     if (mb->n_stats < BRT_MB_STATS) { /* this stage's figures travel on with the micro-batch */
@@ -43,13 +45,14 @@ brt_status brt_node_run_mb(brt_node *n, brt_microbatch *mb, brt_step_result **re
     brt_status st = BRT_OK;
     if (last && n->grid.rank == 0) {
         brt_node_record_stats(n, mb->stats, mb->n_stats);
+        brt_sched_cache_reports(n->sched, mb->id, mb->reports, mb->n_reports);
         st = brt_sched_results(n->sched, mb->id, *res, n_steps, err);
     }
     else if (last) {
         void *hdr, *pl;
         size_t hl, pll;
-        st = brt_wire_pack_results(mb->id, n->grid.rank, *res, mb->n_steps, mb->stats, mb->n_stats, &hdr, &hl, &pl,
-                                   &pll, err);
+        st = brt_wire_pack_results(mb->id, n->grid.rank, *res, mb->n_steps, mb->stats, mb->n_stats, mb->reports,
+                                   mb->n_reports, &hdr, &hl, &pl, &pll, err);
         if (st == BRT_OK)
             st = n->tr->send(n->tr, 0, BRT_TAG_RESULTS, hdr, hl, pl, pll, err);
     } else if (n->link) { /* the header over MPI, the hidden states GPU to GPU */

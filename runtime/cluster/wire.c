@@ -35,6 +35,82 @@ static int32_t stats_in(Brt__StageStat *const *w, size_t n, brt_stage_stat *out)
     return k;
 }
 
+/* State-cache ops and reports to and from the wire. */
+static Brt__CacheOp **ops_out(const brt_cache_op *op, int32_t n, Brt__CacheOp *store)
+{
+    Brt__CacheOp **p = calloc((size_t)(n ? n : 1), sizeof *p);
+    for (int32_t i = 0; p && i < n; i++) {
+        brt__cache_op__init(&store[i]);
+        store[i].kind = op[i].kind;
+        store[i].job = op[i].job;
+        store[i].tier = op[i].tier;
+        store[i].key.data = (uint8_t *)op[i].key;
+        store[i].key.len = sizeof op[i].key;
+        p[i] = &store[i];
+    }
+    return p;
+}
+
+static Brt__CacheReport **reports_out(const brt_cache_report *r, int32_t n, Brt__CacheReport *store)
+{
+    Brt__CacheReport **p = calloc((size_t)(n ? n : 1), sizeof *p);
+    for (int32_t i = 0; p && i < n; i++) {
+        brt__cache_report__init(&store[i]);
+        store[i].kind = r[i].kind;
+        store[i].key.data = (uint8_t *)r[i].key;
+        store[i].key.len = sizeof r[i].key;
+        store[i].job = r[i].job;
+        store[i].stage = r[i].stage;
+        store[i].ok = r[i].ok != 0;
+        store[i].bytes = r[i].bytes;
+        store[i].error = (char *)r[i].error;
+        p[i] = &store[i];
+    }
+    return p;
+}
+
+static brt_status reports_in(Brt__CacheReport *const *w, size_t n, int32_t src, brt_cache_report **out, int32_t *n_out,
+                             brt_err *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!n)
+        return BRT_OK;
+    brt_cache_report *r = calloc(n, sizeof *r);
+    if (!r)
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (w[i]->key.len != sizeof r[i].key || w[i]->kind < BRT_CACHE_SAVE || w[i]->kind > BRT_CACHE_DEMOTE) {
+            free(r);
+            return brt_errf(err, BRT_ERR_COMM, "rank %d sent a malformed state-cache report", src);
+        }
+        r[i].kind = w[i]->kind;
+        memcpy(r[i].key, w[i]->key.data, sizeof r[i].key);
+        r[i].job = w[i]->job;
+        r[i].stage = w[i]->stage;
+        r[i].ok = w[i]->ok;
+        r[i].bytes = w[i]->bytes;
+        snprintf(r[i].error, sizeof r[i].error, "%s", w[i]->error ? w[i]->error : "");
+    }
+    *out = r;
+    *n_out = (int32_t)n;
+    return BRT_OK;
+}
+
+int brt_mb_add_report(brt_microbatch *mb, const brt_cache_report *r)
+{
+    if (mb->n_reports == mb->cap_reports) {
+        int32_t cap = mb->cap_reports ? mb->cap_reports * 2 : 8;
+        brt_cache_report *p = realloc(mb->reports, (size_t)cap * sizeof *p);
+        if (!p)
+            return -1;
+        mb->reports = p;
+        mb->cap_reports = cap;
+    }
+    mb->reports[mb->n_reports++] = *r;
+    return 0;
+}
+
 brt_status brt_wire_pack_mb(const brt_microbatch *mb, int32_t hidden_dim, void **buf, size_t *len, brt_err *err)
 {
     Brt__StageStat store[BRT_MB_STATS];
@@ -90,11 +166,24 @@ brt_status brt_wire_pack_mb(const brt_microbatch *mb, int32_t hidden_dim, void *
     m.steps = sp;
     m.stats = stats_out(mb->stats, mb->n_stats, store);
     m.n_stats = m.stats ? (size_t)mb->n_stats : 0;
-    *len = brt__micro_batch__get_packed_size(&m);
-    *buf = malloc(*len ? *len : 1);
-    if (*buf)
-        brt__micro_batch__pack(&m, *buf);
+    Brt__CacheOp *op_store = calloc((size_t)(mb->n_cache_ops ? mb->n_cache_ops : 1), sizeof *op_store);
+    Brt__CacheReport *rep_store = calloc((size_t)(mb->n_reports ? mb->n_reports : 1), sizeof *rep_store);
+    m.cache_ops = op_store ? ops_out(mb->cache_ops, mb->n_cache_ops, op_store) : NULL;
+    m.n_cache_ops = m.cache_ops ? (size_t)mb->n_cache_ops : 0;
+    m.reports = rep_store ? reports_out(mb->reports, mb->n_reports, rep_store) : NULL;
+    m.n_reports = m.reports ? (size_t)mb->n_reports : 0;
+    *buf = NULL;
+    if (m.stats && m.cache_ops && m.reports) {
+        *len = brt__micro_batch__get_packed_size(&m);
+        *buf = malloc(*len ? *len : 1);
+        if (*buf)
+            brt__micro_batch__pack(&m, *buf);
+    }
     free(m.stats);
+    free(m.cache_ops);
+    free(m.reports);
+    free(op_store);
+    free(rep_store);
     free(steps);
     free(sp);
     return *buf ? BRT_OK : brt_errf(err, BRT_ERR_NOMEM, "out of memory");
@@ -121,6 +210,8 @@ void brt_wire_free_mb(brt_microbatch *mb)
         brt_step_free_arrays(&mb->steps[i]);
     free(mb->steps);
     free(mb->release);
+    free(mb->cache_ops);
+    free(mb->reports);
     free(mb);
 }
 
@@ -157,6 +248,25 @@ brt_status brt_wire_unpack_mb(const void *buf, size_t len, int32_t src, brt_micr
     mb->n_release = (int32_t)m->n_release;
     if (m->n_release)
         memcpy(mb->release, m->release, m->n_release * sizeof *mb->release);
+    if (m->n_cache_ops) {
+        if (!(mb->cache_ops = calloc(m->n_cache_ops, sizeof *mb->cache_ops))) {
+            st = brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < m->n_cache_ops; i++) {
+            const Brt__CacheOp *w = m->cache_ops[i];
+            if (w->key.len != sizeof mb->cache_ops[i].key || w->kind < BRT_CACHE_SAVE || w->kind > BRT_CACHE_DEMOTE) {
+                st = brt_errf(err, BRT_ERR_COMM, "rank %d sent a malformed state-cache op", src);
+                goto done;
+            }
+            mb->cache_ops[i] = (brt_cache_op){w->kind, w->tier, w->job, {0}};
+            memcpy(mb->cache_ops[i].key, w->key.data, sizeof mb->cache_ops[i].key);
+        }
+        mb->n_cache_ops = (int32_t)m->n_cache_ops;
+    }
+    if ((st = reports_in(m->reports, m->n_reports, src, &mb->reports, &mb->n_reports, err)) != BRT_OK)
+        goto done;
+    mb->cap_reports = mb->n_reports;
     int32_t rows = 0;
     for (size_t i = 0; i < m->n_steps; i++) {
         const Brt__Step *w = m->steps[i];
@@ -246,8 +356,9 @@ static void split_top(const brt_tok_lp *t, size_t n, int32_t **tok, float **lp)
 }
 
 brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_result *res, int32_t n,
-                                 const brt_stage_stat *stats, int32_t n_stats, void **hdr, size_t *hdr_len,
-                                 void **payload, size_t *payload_len, brt_err *err)
+                                 const brt_stage_stat *stats, int32_t n_stats, const brt_cache_report *reports,
+                                 int32_t n_reports, void **hdr, size_t *hdr_len, void **payload, size_t *payload_len,
+                                 brt_err *err)
 {
     Brt__Results m = BRT__RESULTS__INIT;
     m.version = BRT_WIRE_VERSION;
@@ -314,10 +425,18 @@ brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_re
     }
     m.n_results = (size_t)n;
     m.results = rp;
-    *hdr_len = brt__results__get_packed_size(&m);
-    *hdr = malloc(*hdr_len ? *hdr_len : 1);
-    if (*hdr)
-        brt__results__pack(&m, *hdr);
+    Brt__CacheReport *rep_store = calloc((size_t)(n_reports ? n_reports : 1), sizeof *rep_store);
+    m.reports = rep_store ? reports_out(reports, n_reports, rep_store) : NULL;
+    m.n_reports = m.reports ? (size_t)n_reports : 0;
+    *hdr = NULL;
+    if (m.reports) {
+        *hdr_len = brt__results__get_packed_size(&m);
+        *hdr = malloc(*hdr_len ? *hdr_len : 1);
+        if (*hdr)
+            brt__results__pack(&m, *hdr);
+    }
+    free(m.reports);
+    free(rep_store);
     for (int32_t i = 0; i < 4 * n; i++)
         free(tmp[i]);
     free(tmp);
@@ -333,11 +452,14 @@ brt_status brt_wire_pack_results(uint64_t mb_id, int32_t rank, const brt_step_re
 
 brt_status brt_wire_unpack_results(const void *hdr, size_t hdr_len, const void *payload, size_t payload_len,
                                    int32_t src, uint64_t *mb_id, brt_step_result **out, int32_t *n,
-                                   brt_stage_stat *stats, int32_t *n_stats, brt_err *err)
+                                   brt_stage_stat *stats, int32_t *n_stats, brt_cache_report **reports,
+                                   int32_t *n_reports, brt_err *err)
 {
     *out = NULL;
     *n = 0;
     *n_stats = 0;
+    *reports = NULL;
+    *n_reports = 0;
     Brt__Results *m = brt__results__unpack(NULL, hdr_len, hdr);
     if (!m)
         return brt_errf(err, BRT_ERR_COMM, "rank %d sent results that do not parse (%zu bytes)", src, hdr_len);
@@ -408,6 +530,8 @@ brt_status brt_wire_unpack_results(const void *hdr, size_t hdr_len, const void *
     }
     *mb_id = m->mb_id;
     *n = (int32_t)m->n_results;
+    if (st == BRT_OK)
+        st = reports_in(m->reports, m->n_reports, src, reports, n_reports, err);
     brt__results__free_unpacked(m, NULL);
     if (st != BRT_OK) {
         for (int32_t i = 0; i < *n; i++)

@@ -114,3 +114,89 @@ int32_t brt_kv_add_spans(const brt_kv_ctx *kc, const brt_kvseq *k, const brt_kvs
 {
     return n + brt_kvseq_spans(k, v, kc->pool, out + n, cap - n);
 }
+
+/* ---- state images ------------------------------------------------------------------------- */
+
+static int put_u32(brt_buf *b, uint32_t v) { return brt_buf_append(b, &v, sizeof v); }
+
+static int get_u32(const uint8_t **cur, const uint8_t *end, uint32_t *v)
+{
+    if ((size_t)(end - *cur) < sizeof *v)
+        return -1;
+    memcpy(v, *cur, sizeof *v);
+    *cur += sizeof *v;
+    return 0;
+}
+
+static brt_kvseq *layer_seqs(brt_layer_state *ls, int i)
+{
+    brt_kvseq *seqs[] = {&ls->sink_k, &ls->sink_v, &ls->mem_k, &ls->mem_v, &ls->raw_k, &ls->raw_v, &ls->raw_kpre};
+    return i < (int)(sizeof seqs / sizeof seqs[0]) ? seqs[i] : NULL;
+}
+
+#define LAYER_SEQS 7
+
+static brt_status seq_export(const brt_kvseq *s, brt_kvpool *pool, brt_buf *out, brt_err *err)
+{
+    brt_backend *be = brt_kvpool_backend(pool);
+    const size_t row = (size_t)s->width * brt_dtype_size(s->dtype);
+    if (put_u32(out, (uint32_t)s->dtype) || put_u32(out, (uint32_t)s->width) || put_u32(out, (uint32_t)s->n))
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory for a state image");
+    for (int32_t i = 0; i < s->n; i += s->per_block) { /* a block at a time: a view lies in one block */
+        const int32_t n = s->n - i < s->per_block ? s->n - i : s->per_block;
+        const size_t at = out->len;
+        if (brt_buf_reserve(out, (size_t)n * row) != 0)
+            return brt_errf(err, BRT_ERR_NOMEM, "out of memory for a state image");
+        BRT_TRY(be->get_rows(be, brt_kvseq_view(s, pool, i), out->data + at, n, s->width, err));
+        out->len = at + (size_t)n * row;
+        out->data[out->len] = '\0';
+    }
+    return BRT_OK;
+}
+
+static brt_status seq_import(brt_kvseq *s, brt_kvpool *pool, const uint8_t **cur, const uint8_t *end, brt_err *err)
+{
+    brt_backend *be = brt_kvpool_backend(pool);
+    uint32_t dt, width, n;
+    if (get_u32(cur, end, &dt) || get_u32(cur, end, &width) || get_u32(cur, end, &n))
+        return brt_errf(err, BRT_ERR_FORMAT, "the state image ends inside a region header");
+    if (dt != (uint32_t)s->dtype || width != (uint32_t)s->width)
+        return brt_errf(err, BRT_ERR_FORMAT, "a region of the image holds %u x dtype %u, this layer %d x dtype %d",
+                        width, dt, s->width, (int)s->dtype);
+    const size_t row = (size_t)s->width * brt_dtype_size(s->dtype);
+    if (n > (uint32_t)INT32_MAX || (size_t)(end - *cur) / (row ? row : 1) < n)
+        return brt_errf(err, BRT_ERR_FORMAT, "the state image is shorter than its %u slots", n);
+    brt_kvseq_clear(s, pool);
+    BRT_TRY(brt_kvseq_reserve(s, pool, (int32_t)n, err));
+    for (int32_t i = 0; i < (int32_t)n; i += s->per_block) {
+        const int32_t k = (int32_t)n - i < s->per_block ? (int32_t)n - i : s->per_block;
+        BRT_TRY(be->set_rows(be, brt_kvseq_view(s, pool, i), *cur, k, s->width, err));
+        *cur += (size_t)k * row;
+    }
+    s->n = (int32_t)n;
+    return BRT_OK;
+}
+
+brt_status brt_layer_state_export(const brt_layer_state *ls, brt_kvpool *pool, brt_buf *out, brt_err *err)
+{
+    if (put_u32(out, (uint32_t)ls->raw_base) || put_u32(out, (uint32_t)ls->has_kpre))
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory for a state image");
+    for (int i = 0; i < LAYER_SEQS; i++)
+        BRT_TRY(seq_export(layer_seqs((brt_layer_state *)ls, i), pool, out, err));
+    return BRT_OK;
+}
+
+brt_status brt_layer_state_import(brt_layer_state *ls, brt_kvpool *pool, const uint8_t **cur, const uint8_t *end,
+                                  brt_err *err)
+{
+    uint32_t base, kpre;
+    if (get_u32(cur, end, &base) || get_u32(cur, end, &kpre))
+        return brt_errf(err, BRT_ERR_FORMAT, "the state image ends inside a layer header");
+    if (kpre != (uint32_t)ls->has_kpre || base > (uint32_t)INT32_MAX)
+        return brt_errf(err, BRT_ERR_FORMAT, "the image's layer keeps pre-RoPE keys %s, this one %s",
+                        kpre ? "yes" : "no", ls->has_kpre ? "yes" : "no");
+    for (int i = 0; i < LAYER_SEQS; i++)
+        BRT_TRY(seq_import(layer_seqs(ls, i), pool, cur, end, err));
+    ls->raw_base = (int32_t)base;
+    return BRT_OK;
+}

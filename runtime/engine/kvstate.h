@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "engine/kvpool.h"
 #include "kernels.h"
 
@@ -63,6 +64,15 @@ brt_status brt_kv_rebase_raw(brt_kv_ctx *kc, brt_layer_state *ls, int32_t base, 
 brt_status brt_rope_rows(brt_kv_ctx *kc, brt_mat x, int32_t rows, int32_t heads, const int32_t *pos, brt_err *err);
 /* Room for n runs in kc->runs. */
 brt_status brt_kv_runs_reserve(brt_kv_ctx *kc, int32_t n, brt_err *err);
+
+/* A layer's state as bytes (a state image, for the state cache): raw_base, whether pre-RoPE keys
+ * are kept, then each region's dtype, width, slot count and slots in its own dtype, read back
+ * through the backend. Import checks every region against the layer's own (what state_init made)
+ * and takes pool blocks for the slots: BRT_ERR_FORMAT for an image that does not fit, BRT_ERR_CAPACITY
+ * when the pool is full. *cur advances past what was read. */
+brt_status brt_layer_state_export(const brt_layer_state *ls, brt_kvpool *pool, brt_buf *out, brt_err *err);
+brt_status brt_layer_state_import(brt_layer_state *ls, brt_kvpool *pool, const uint8_t **cur, const uint8_t *end,
+                                  brt_err *err);
 
 /* Append the spans of region (k, v) to out; returns the new count. */
 int32_t brt_kv_add_spans(const brt_kv_ctx *kc, const brt_kvseq *k, const brt_kvseq *v, brt_kv_span *out, int32_t n,

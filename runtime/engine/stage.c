@@ -254,6 +254,66 @@ static brt_job_state *job_new(brt_stage *s, uint64_t id)
     return js;
 }
 
+#define IMAGE_MAGIC 0x4a545242u /* "BRTJ" */
+#define IMAGE_VERSION 1u
+
+brt_status brt_stage_job_export(brt_stage *s, uint64_t job, brt_buf *out, brt_err *err)
+{
+    const brt_job_state *js = brt_u64map_get(&s->jobs, job);
+    if (!js)
+        return brt_errf(err, BRT_ERR_NOT_FOUND, "job %llu has no state on this stage", (unsigned long long)job);
+    const uint32_t head[] = {IMAGE_MAGIC, IMAGE_VERSION, (uint32_t)s->o.layer_begin, (uint32_t)s->o.layer_end,
+                             js->next_index, (uint32_t)js->raw_kind_n};
+    if (brt_buf_append(out, head, sizeof head) || brt_buf_append(out, js->raw_kind, (size_t)js->raw_kind_n))
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory for a state image");
+    for (int32_t l = 0; l < js->n_layers; l++)
+        BRT_TRY(brt_layer_state_export(&js->layers[l], s->pool, out, err));
+    return s->be->synchronize(s->be, err);
+}
+
+brt_status brt_stage_job_import(brt_stage *s, uint64_t job, const void *image, size_t len, brt_err *err)
+{
+    brt_stage_release(s, job);
+    uint32_t head[6];
+    if (len < sizeof head)
+        return brt_errf(err, BRT_ERR_FORMAT, "a state image of %zu bytes is shorter than its header", len);
+    memcpy(head, image, sizeof head);
+    if (head[0] != IMAGE_MAGIC || head[1] != IMAGE_VERSION)
+        return brt_errf(err, BRT_ERR_FORMAT, "not a version-%u state image", IMAGE_VERSION);
+    if (head[2] != (uint32_t)s->o.layer_begin || head[3] != (uint32_t)s->o.layer_end)
+        return brt_errf(err, BRT_ERR_FORMAT, "a state image of layers %u-%u for a stage of layers %d-%d", head[2],
+                        head[3] - 1, s->o.layer_begin, s->o.layer_end - 1);
+    const uint8_t *cur = (const uint8_t *)image + sizeof head, *end = (const uint8_t *)image + len;
+    if (head[5] > (uint32_t)(end - cur))
+        return brt_errf(err, BRT_ERR_FORMAT, "the state image is shorter than its slot kinds");
+    brt_job_state *js = job_new(s, job);
+    if (!js)
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory for job state");
+    brt_status st = BRT_OK;
+    if (head[5]) {
+        js->raw_kind = malloc(head[5]);
+        if (!js->raw_kind)
+            st = brt_errf(err, BRT_ERR_NOMEM, "out of memory for job state");
+        else {
+            memcpy(js->raw_kind, cur, head[5]);
+            js->raw_kind_n = js->raw_kind_cap = (int32_t)head[5];
+            cur += head[5];
+        }
+    }
+    for (int32_t l = 0; st == BRT_OK && l < js->n_layers; l++)
+        st = brt_layer_state_import(&js->layers[l], s->pool, &cur, end, err);
+    if (st == BRT_OK && cur != end)
+        st = brt_errf(err, BRT_ERR_FORMAT, "%zu bytes follow the state image", (size_t)(end - cur));
+    if (st == BRT_OK)
+        st = s->be->synchronize(s->be, err);
+    if (st != BRT_OK) {
+        brt_stage_release(s, job);
+        return st;
+    }
+    js->next_index = head[4];
+    return BRT_OK;
+}
+
 static void fail_step(brt_stage *s, brt_step *st, brt_job_state **js, const char *fmt, const char *msg)
 {
     if (!(st->flags & BRT_STEP_FAILED)) {

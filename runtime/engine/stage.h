@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "engine/step.h"
 #include "kernels.h"
 #include "model/config.h"
@@ -42,6 +43,13 @@ brt_status brt_stage_put_hidden(brt_stage *s, const float *host, int32_t rows, b
 brt_status brt_stage_take_hidden(brt_stage *s, float *host, int32_t rows, brt_err *err);
 /* Free a job's state (it finished or failed). */
 void brt_stage_release(brt_stage *s, uint64_t job);
+/* A job's state on this stage as bytes (a state image: the stage's layer range, the next step's
+ * index, every layer's regions), appended to out; BRT_ERR_NOT_FOUND if the stage holds none. */
+brt_status brt_stage_job_export(brt_stage *s, uint64_t job, brt_buf *out, brt_err *err);
+/* Give job the state of an image (replacing any it had): its next step is the image's. An image of
+ * other layers, another dtype or a damaged one is BRT_ERR_FORMAT, a full pool BRT_ERR_CAPACITY;
+ * either way the job then has no state here. */
+brt_status brt_stage_job_import(brt_stage *s, uint64_t job, const void *image, size_t len, brt_err *err);
 
 const brt_weights *brt_stage_weights(const brt_stage *s);
 /* Bytes of the backend buffers a stage holds for its activations (max_rows rows; the last stage

@@ -62,6 +62,33 @@ typedef struct brt_stage_stat {
 
 #define BRT_MB_STATS 32 /* stages whose figures a micro-batch carries */
 
+/* State-cache work a micro-batch carries to every stage of its pipeline (runtime/cache). */
+enum brt_cache_op_kind {
+    BRT_CACHE_SAVE = 1,       /* after the steps: keep the job's state under key (tier: 1 host, 2 disk) */
+    BRT_CACHE_LOAD = 2,       /* before the steps: give the job the state kept under key */
+    BRT_CACHE_DROP_HOST = 3,
+    BRT_CACHE_DROP_DISK = 4,
+    BRT_CACHE_DEMOTE = 5,     /* write the host copy to disk, then drop it from host memory */
+};
+enum { BRT_TIER_HOST = 1, BRT_TIER_DISK = 2 };
+
+typedef struct brt_cache_op {
+    uint32_t kind, tier;
+    uint64_t job;
+    uint8_t key[16];
+} brt_cache_op;
+
+/* What one stage made of one op. */
+typedef struct brt_cache_report {
+    uint32_t kind;
+    uint8_t key[16];
+    uint64_t job;
+    int32_t stage;
+    int32_t ok;
+    int64_t bytes;
+    char error[160];
+} brt_cache_report;
+
 /* A micro-batch: steps of distinct jobs, rows concatenated in step order. */
 typedef struct brt_microbatch {
     uint64_t id;
@@ -74,6 +101,10 @@ typedef struct brt_microbatch {
     int32_t device_payload;/* on the wire: the hidden states follow over the device link */
     brt_stage_stat stats[BRT_MB_STATS]; /* the stages it went through */
     int32_t n_stats;
+    brt_cache_op *cache_ops;   /* [n_cache_ops] */
+    int32_t n_cache_ops;
+    brt_cache_report *reports; /* [n_reports] every stage's, appended as it passes */
+    int32_t n_reports, cap_reports;
 } brt_microbatch;
 
 /* What the last stage returns for one step (brt_tok_lp: kernels.h). */

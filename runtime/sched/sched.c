@@ -9,37 +9,10 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/u64map.h"
+#include "sched/sched_impl.h"
 
 #define ADMIT_SCAN 64   /* queued jobs looked at per admission round */
 #define GEN_INITIAL 256 /* generated tokens a job has room for before its buffers grow */
-
-typedef struct pipeline {
-    brt_job *active;        /* circular list of running jobs */
-    int32_t n_active;
-    int64_t load;           /* tokens of its running jobs still to plan or generate */
-    int64_t tokens;         /* tokens planned on it so far */
-    int32_t inflight;
-    int64_t *used;          /* [n_stages] reserved bytes */
-    uint64_t *release;
-    int32_t n_release, cap_release;
-} pipeline;
-
-struct brt_sched {
-    brt_sched_opts o;
-    brt_model_config cfg;
-    const brt_policy_ops *pol;
-    brt_job **jobs;         /* [n_slots] jobs not yet freed, submission order (NULL: freed, until
-                               compacted so that a server's array stays the size of its live jobs) */
-    int64_t n_slots, cap_slots, next_queued;
-    int64_t n_jobs, n_finished, n_running; /* submitted ever, ended, running */
-    brt_u64map by_id;
-    brt_u64map inflight;    /* micro-batch id -> brt_microbatch */
-    pipeline *pipes;
-    uint64_t next_job_id, next_mb_id;
-    int64_t tokens_planned, tokens_total, tokens_done;
-    int32_t max_step_rows;
-    brt_err halt;           /* status != OK: brt_sched_halt was called */
-};
 
 static void job_fail(brt_sched *s, brt_job *j, brt_status st, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
@@ -72,6 +45,21 @@ brt_status brt_sched_create(const brt_sched_opts *o, brt_sched **out, brt_err *e
                                  brt_policy_name(s->cfg.policy), s->max_step_rows, o->max_rows);
         brt_sched_destroy(s);
         return st;
+    }
+    if (o->cache_host_bytes > 0 || (o->cache_dir && *o->cache_dir)) {
+        brt_cache_index_opts co = {o->n_pipelines, o->n_stages, o->stage_layers, o->cache_host_bytes,
+                                   o->cache_dir && *o->cache_dir
+                                       ? (o->cache_disk_bytes > 0 ? o->cache_disk_bytes : (int64_t)64 << 30)
+                                       : 0,
+                                   o->cache_dir && *o->cache_dir ? o->cache_dir : NULL, o->cache_settings};
+        brt_status st = brt_cache_index_create(&co, &s->cache, err);
+        if (st != BRT_OK) {
+            brt_sched_destroy(s);
+            return st;
+        }
+        const int32_t kept = brt_cache_index_load_manifest(s->cache);
+        if (kept)
+            brt_log_info("state cache: %d states on disk in %s from earlier runs", kept, o->cache_dir);
     }
     *out = s;
     return BRT_OK;
@@ -119,13 +107,17 @@ void brt_sched_destroy(brt_sched *s)
             brt_step_free_arrays(&mb->steps[i]);
         free(mb->steps);
         free(mb->release);
+        free(mb->cache_ops);
+        free(mb->reports);
         free(mb);
     }
     brt_u64map_free(&s->inflight);
+    brt_cache_index_destroy(s->cache);
     brt_u64map_free(&s->by_id);
     for (int32_t p = 0; p < s->o.n_pipelines; p++) {
         free(s->pipes[p].used);
         free(s->pipes[p].release);
+        free(s->pipes[p].ops);
     }
     free(s->pipes);
     free(s);
@@ -430,6 +422,7 @@ static void admit(brt_sched *s)
         active_add(p, j);
         p->n_active++;
         s->n_running++;
+        brt_sc_admitted(s, j);
         if (i == s->next_queued)
             s->next_queued++;
     }
@@ -510,7 +503,8 @@ int brt_sched_next(brt_sched *s, int32_t pi, brt_microbatch **out)
         do {
             brt_job *next = j->next_active;
             int decode = j->plan.fed >= j->prompt_len;
-            if (decode == (pass == 0) && j->plan.fed < j->n_tokens && mb->n_rows < s->o.max_rows) {
+            if (decode == (pass == 0) && j->plan.fed < j->n_tokens && mb->n_rows < s->o.max_rows && !j->restoring &&
+                !s->stopping) {
                 int dup = 0;
                 for (int32_t i = 0; i < mb->n_steps; i++)
                     dup |= mb->steps[i].job == j->id;
@@ -527,6 +521,7 @@ int brt_sched_next(brt_sched *s, int32_t pi, brt_microbatch **out)
                         mb->n_steps++;
                         mb->n_rows += st->n_rows;
                         j->inflight++;
+                        brt_sc_planned(s, j, st);
                     }
                 }
             }
@@ -541,7 +536,13 @@ int brt_sched_next(brt_sched *s, int32_t pi, brt_microbatch **out)
         p->release = NULL;
         p->n_release = p->cap_release = 0;
     }
-    if (mb->n_steps == 0 && mb->n_release == 0) {
+    if (p->n_ops) { /* loads before the steps, saves after them: every stage in the same order */
+        mb->cache_ops = p->ops;
+        mb->n_cache_ops = p->n_ops;
+        p->ops = NULL;
+        p->n_ops = p->cap_ops = 0;
+    }
+    if (mb->n_steps == 0 && mb->n_release == 0 && mb->n_cache_ops == 0) {
         free(mb->steps);
         free(mb);
         return 0;
@@ -722,6 +723,8 @@ brt_status brt_sched_results(brt_sched *s, uint64_t mb_id, brt_step_result *res,
         brt_step_free_arrays(&mb->steps[i]);
     free(mb->steps);
     free(mb->release);
+    free(mb->cache_ops);
+    free(mb->reports);
     free(mb);
     s->pipes[pi].inflight--;
     if (s->halt.status != BRT_OK) {

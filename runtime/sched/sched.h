@@ -17,6 +17,8 @@
 #include "base/buf.h"
 #include "engine/policy.h"
 #include "engine/step.h"
+#include "cache/index.h"
+#include "cache/key.h"
 #include "model/config.h"
 #include "model/tokenizer.h"
 #include "sched/source.h"
@@ -89,6 +91,18 @@ typedef struct brt_job {
     int64_t work_left;          /* tokens still to plan or generate (counted in its pipeline's load) */
     int64_t tokens_done;        /* rows whose results came back */
     struct brt_job *next_active, *prev_active;
+    /* state cache */
+    brt_key_chain chain;        /* the key of the steps planned so far */
+    int restoring;              /* a load of cached state is in flight: nothing is planned meanwhile */
+    brt_cache_key restore_key;
+    int64_t cached_tokens;      /* prompt tokens taken from the cache instead of computed */
+    int32_t save_index[2];      /* keep the state after these steps (-1: none): the deepest step a longer
+                                   prompt would share, and the one before (when a question crosses a
+                                   window boundary, the deepest holds some of it; the one before is
+                                   still the document alone) */
+    int has_ckpt;               /* ckpt_key: its newest mid-document checkpoint */
+    brt_cache_key ckpt_key;
+    int no_cache;               /* every prompt row must be computed (scores, logits): no lookup */
 } brt_job;
 
 typedef void (*brt_job_done_fn)(void *ctx, brt_job *job);
@@ -108,6 +122,11 @@ typedef struct brt_sched_opts {
     brt_job_done_fn on_done;
     void *on_done_ctx;
     int free_done;              /* free a job once on_done has seen it (batch runs: memory stays flat) */
+    /* state cache: host_bytes and disk (dir) tiers per stage; both 0/NULL: no cache */
+    int64_t cache_host_bytes, cache_disk_bytes;
+    const char *cache_dir;
+    brt_cache_key cache_settings;
+    int32_t checkpoint_every;   /* keep a job's state on disk every N prefill steps (0: no) */
 } brt_sched_opts;
 
 brt_status brt_sched_create(const brt_sched_opts *o, brt_sched **out, brt_err *err);
@@ -133,6 +152,18 @@ brt_status brt_sched_cancel(brt_sched *s, uint64_t job_id, brt_err *err);
 int64_t brt_sched_cancel_all(brt_sched *s);
 /* Cancel the jobs of one source that have not started; returns how many. */
 int64_t brt_sched_cancel_queued(brt_sched *s, const brt_source *src);
+/* The stages' state-cache reports of a micro-batch (before its brt_sched_results). */
+void brt_sched_cache_reports(brt_sched *s, uint64_t mb_id, const brt_cache_report *r, int32_t n);
+/* Stop planning steps (the run is stopping); ops and releases still go out. */
+void brt_sched_stop_planning(brt_sched *s);
+/* Keep every running job's state on disk at the step it has reached (a mid-document checkpoint
+ * before the run stops): call with nothing in flight; returns how many saves were queued. */
+int32_t brt_sched_checkpoint_all(brt_sched *s);
+/* Saves and loads still in flight (0: the cache is settled). */
+int32_t brt_sched_cache_pending(const brt_sched *s);
+/* The state cache's counters (NULL: no cache). */
+const brt_cache_counters *brt_sched_cache_counters(const brt_sched *s);
+
 /* Ends the run from an on_done callback that cannot keep a result (the output cannot be
  * written): the brt_sched_results call that finished the job returns this error, so the driver
  * stops instead of computing results that would be lost. The first halt wins. */

@@ -169,6 +169,11 @@ static brt_status hs_poll(brt_source *src, brt_sched *sched, brt_err *err)
     s->m.n_stages = 0;
     for (int i = 0; i < s->node->n_stats; i++)
         brt_metrics_stage(&s->m, &s->node->stats[i]);
+    const brt_cache_counters *cc = brt_sched_cache_counters(sched);
+    if (cc) {
+        s->m.cache = 1;
+        s->m.cache_counters = *cc;
+    }
     pthread_mutex_unlock(&s->mu);
     while (in) {
         srv_req *r = in;
@@ -240,6 +245,7 @@ static void end_stream(brt_server *s, srv_req *r, const brt_job *job)
     brt_api_result_free(&piece);
     if (r->req.include_usage) {
         brt_completion u = {.chat = r->req.kind == BRT_API_CHAT, .prompt_tokens = (int32_t)job->prompt_len,
+                            .cached_tokens = (int32_t)job->cached_tokens,
                             .completion_tokens = job->n_gen};
         event_json(r, brt_response_usage_chunk(r->id, s->am->name, r->created, &u, &e));
     }
@@ -266,6 +272,7 @@ static void hs_on_done(brt_source *src, brt_job *job)
     s->m.generated_tokens += job->n_gen; /* what was computed counts, whatever became of the request */
     if (job->n_gen > 0 || job->status == BRT_JOB_DONE)
         s->m.prompt_tokens += job->prompt_len;
+    s->m.cached_tokens += job->cached_tokens;
     if (r->refused) { /* no room for its state within the queue timeout */
         char m[200];
         snprintf(m, sizeof m,

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "cache/index.h"
 #include "engine/step.h"
 
 #define BRT_METRICS_BUCKETS 16
@@ -26,6 +27,8 @@ typedef struct brt_metrics {
     int64_t requests_ok, requests_failed, requests_cancelled;
     int64_t refused_admission, refused_queue_full, refused_invalid, refused_stopping;
     brt_histogram ttft, tpot, e2e;
+    int cache;                              /* a state cache is on: its counters follow */
+    brt_cache_counters cache_counters;
     brt_stage_stat stages[BRT_METRICS_STAGES];
     int n_stages;
 } brt_metrics;

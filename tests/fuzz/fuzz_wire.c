@@ -90,11 +90,13 @@ static void fuzz_results(const uint8_t *hdr, size_t hdr_len, const uint8_t *payl
     brt_step_result *res = NULL;
     int32_t n = 0, n_stats = 0;
     brt_stage_stat stats[BRT_MB_STATS];
+    brt_cache_report *reps = NULL, *reps2 = NULL;
+    int32_t n_reps = 0, n_reps2 = 0;
     brt_err e;
     brt_err_clear(&e);
-    if (brt_wire_unpack_results(hdr, hdr_len, payload, payload_len, k_src, &mb_id, &res, &n, stats, &n_stats,
-                                &e) != BRT_OK) {
-        FUZZ_CHECK(res == NULL && n == 0 && e.msg[0] != '\0');
+    if (brt_wire_unpack_results(hdr, hdr_len, payload, payload_len, k_src, &mb_id, &res, &n, stats, &n_stats, &reps,
+                                &n_reps, &e) != BRT_OK) {
+        FUZZ_CHECK(res == NULL && n == 0 && reps == NULL && e.msg[0] != '\0');
         return;
     }
     FUZZ_CHECK(n >= 0 && n_stats >= 0 && n_stats <= BRT_MB_STATS);
@@ -108,15 +110,16 @@ static void fuzz_results(const uint8_t *hdr, size_t hdr_len, const uint8_t *payl
 
     void *hdr2 = NULL, *payload2 = NULL;
     size_t hdr2_len = 0, payload2_len = 0;
-    FUZZ_CHECK(brt_wire_pack_results(mb_id, k_src, res, n, stats, n_stats, &hdr2, &hdr2_len, &payload2,
+    FUZZ_CHECK(brt_wire_pack_results(mb_id, k_src, res, n, stats, n_stats, reps, n_reps, &hdr2, &hdr2_len, &payload2,
                                      &payload2_len, &e) == BRT_OK);
     uint64_t mb_id2 = 0;
     brt_step_result *res2 = NULL;
     int32_t n2 = 0, n_stats2 = 0;
     brt_stage_stat stats2[BRT_MB_STATS];
     FUZZ_CHECK(brt_wire_unpack_results(hdr2, hdr2_len, payload2, payload2_len, k_src, &mb_id2, &res2, &n2, stats2,
-                                       &n_stats2, &e) == BRT_OK);
-    FUZZ_CHECK(mb_id2 == mb_id && n2 == n && n_stats2 == n_stats && payload2_len == full);
+                                       &n_stats2, &reps2, &n_reps2, &e) == BRT_OK);
+    FUZZ_CHECK(mb_id2 == mb_id && n2 == n && n_stats2 == n_stats && payload2_len == full && n_reps2 == n_reps);
+    FUZZ_CHECK(n_reps == 0 || !memcmp(reps, reps2, (size_t)n_reps * sizeof *reps));
     for (int32_t i = 0; i < n; i++) {
         const brt_step_result *a = &res[i], *b = &res2[i];
         FUZZ_CHECK(a->job == b->job && a->index == b->index && !!a->failed == !!b->failed);
@@ -129,6 +132,8 @@ static void fuzz_results(const uint8_t *hdr, size_t hdr_len, const uint8_t *payl
     free(hdr2);
     free(payload2);
     free_results(res, n);
+    free(reps);
+    free(reps2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
