@@ -37,4 +37,17 @@ want = [int(np.argmax(logits[p - 1 + i])) for i in range(len(gen))]
 assert want == gen, (want, gen)
 print("greedy: %d tokens, each the reference's argmax" % len(gen))
 PY
+# the README's example, text in and out: a chat job through the model's own ChatML template and
+# tokenizer.json; the answer the README prints
+printf '%s\n' '{"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}], "max_tokens": 40, "temperature": 0}}' >"$TMP/q.jsonl"
+"$BRT_BIN" run --model "$D" --input "$TMP/q.jsonl" --output "$TMP/a.jsonl" --quiet || fail "the README's chat example failed"
+$PYTHON - "$TMP/a.jsonl" "$BRT_SOURCE_DIR/README.md" <<'PY' || fail "the README's chat answer is not what the model gives"
+import json, sys
+b = json.loads(open(sys.argv[1]).readline())["response"]["body"]
+c = b["choices"][0]
+line = '# a.jsonl: "content": %s, "finish_reason": "%s" (%d prompt + %d generated tokens)' % (
+    json.dumps(c["message"]["content"]), c["finish_reason"], b["usage"]["prompt_tokens"], b["usage"]["completion_tokens"])
+assert line in open(sys.argv[2]).read(), "README lacks: " + line
+print("chat: %s" % c["message"]["content"])
+PY
 echo "PASS"
