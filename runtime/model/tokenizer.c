@@ -7,6 +7,7 @@
  * forwards to it. */
 #include "model/tokenizer.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -444,6 +445,20 @@ static brt_status load_hf(const char *path, brt_tokenizer **out, brt_err *err)
     return BRT_OK;
 }
 
+/* A tiktoken BPE file (Llama-3's original tokenizer.model): lines "<base64 token> <rank>" */
+static int looks_like_tiktoken(const uint8_t *d, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (isalnum(d[i]) || d[i] == '+' || d[i] == '/' || d[i] == '='))
+        i++;
+    if (i == 0 || i >= n || d[i] != ' ')
+        return 0;
+    size_t j = ++i;
+    while (i < n && isdigit(d[i]))
+        i++;
+    return i > j && i < n && d[i] == '\n';
+}
+
 brt_status brt_tokenizer_load(const char *path, brt_tokenizer **out, brt_err *err)
 {
     *out = NULL;
@@ -453,6 +468,13 @@ brt_status brt_tokenizer_load(const char *path, brt_tokenizer **out, brt_err *er
     uint8_t *data = NULL;
     size_t size = 0;
     BRT_TRY(read_file(path, &data, &size, err));
+    if (looks_like_tiktoken(data, size)) {
+        free(data);
+        return brt_errf(err, BRT_ERR_UNSUPPORTED,
+                        "tokenizer %s: a tiktoken BPE file (Llama-3's original format), not a sentencepiece "
+                        "model; put the model's tokenizer.json (and tokenizer_config.json) in the folder instead",
+                        path);
+    }
     Sentencepiece__ModelProto *m = sentencepiece__model_proto__unpack(NULL, size, data);
     free(data);
     if (!m)

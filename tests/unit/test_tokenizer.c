@@ -593,6 +593,16 @@ static void bad_files_are_errors_naming_the_file(void **state)
     expect_load_error(gpath, BRT_ERR_FORMAT, NULL);
     unlink(gpath);
 
+    /* Llama-3's original tokenizer.model is tiktoken's format: named, with what to use instead */
+    char tpath[] = "/tmp/brt_test_tok_tiktoken_XXXXXX";
+    fd = mkstemp(tpath);
+    assert_true(fd >= 0);
+    static const char tiktoken[] = "IQ== 0\nIg== 1\nIw== 2\n";
+    assert_int_equal(write(fd, tiktoken, sizeof tiktoken - 1), (ssize_t)(sizeof tiktoken - 1));
+    close(fd);
+    expect_load_error(tpath, BRT_ERR_UNSUPPORTED, "tiktoken BPE file");
+    unlink(tpath);
+
     char epath[] = "/tmp/brt_test_tok_empty_XXXXXX";
     fd = mkstemp(epath);
     assert_true(fd >= 0);
