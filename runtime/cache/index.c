@@ -227,6 +227,23 @@ static int hex_key(const char *s, brt_cache_key *k)
     return 0;
 }
 
+/* an integer in [lo, hi] */
+static int in_range(const json_t *v, json_int_t lo, json_int_t hi)
+{
+    return json_is_integer(v) && json_integer_value(v) >= lo && json_integer_value(v) <= hi;
+}
+
+/* every element a byte count: an integer in [0, 2^48) */
+static int sizes_ok(const json_t *a)
+{
+    size_t i;
+    const json_t *v;
+    json_array_foreach(a, i, v)
+        if (!in_range(v, 0, (json_int_t)1 << 48))
+            return 0;
+    return 1;
+}
+
 int32_t brt_cache_index_load_manifest(brt_cache_index *x)
 {
     if (!x->dir)
@@ -249,8 +266,9 @@ int32_t brt_cache_index_load_manifest(brt_cache_index *x)
         const char *st = o ? json_string_value(json_object_get(o, "settings")) : NULL,
                    *ly = o ? json_string_value(json_object_get(o, "layers")) : NULL;
         if (!o || !st || !ly || hex_key(json_string_value(json_object_get(o, "key")), &k) != 0 ||
-            !json_is_integer(json_object_get(o, "next_index")) || !json_is_integer(json_object_get(o, "fed")) ||
-            !json_is_array(b) || json_array_size(b) != (size_t)x->o.n_stages) {
+            !in_range(json_object_get(o, "next_index"), 1, INT32_MAX) ||
+            !in_range(json_object_get(o, "fed"), 1, INT64_MAX) || !json_is_array(b) ||
+            json_array_size(b) != (size_t)x->o.n_stages || !sizes_ok(b)) {
             skipped++;
             json_decref(o);
             continue;

@@ -93,8 +93,8 @@ size_t brt_tokenizer_token_bytes(const brt_tokenizer *tok, int32_t id, char *buf
 /* Longest brt_tokenizer_token_bytes output for this model. */
 size_t brt_tokenizer_max_token_bytes(const brt_tokenizer *tok);
 
-/* The piece string of an id (e.g. "\xE2\x96\x81the", "<0x0A>", "<s>"); NULL if out of range.
- * Valid until brt_tokenizer_free. */
+/* The piece string of an id (e.g. "\xE2\x96\x81the", "<0x0A>", "<s>"); NULL if out of range, ""
+ * for an id no token has (a gap in a tokenizer.json vocabulary). Valid until brt_tokenizer_free. */
 const char *brt_tokenizer_piece(const brt_tokenizer *tok, int32_t id);
 
 /* Piece kinds, as in sentencepiece's model (values equal its enum). */

@@ -296,11 +296,97 @@ def journal_and_text_corpora():
     put("encode", "specials.txt", "<s>[INST] <<SYS>>\nhi\n<</SYS>>\n\n<|im_start|>user\u2581x</s>\t\r\n")
 
 
+# ---- tokenizer.json, the state cache's files ----------------------------------------------------
+
+def byte_level_alphabet():
+    """GPT-2's bytes-to-unicode map: the 256 characters byte-level vocabularies start from."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def hf_tokenizer_corpora():
+    """Small tokenizer.json files of the kinds runtime/model/hf_tokenizer.c reads."""
+    alpha = byte_level_alphabet()
+    vocab = {c: i for i, c in enumerate(alpha)}
+    merges = ["\u0120 t", "\u0120 a", "h e", "i n", "\u0120t he", "o n", "e r", "\u0120 s"]
+    for m in merges:
+        vocab.setdefault(m.replace(" ", ""), len(vocab))
+    specials = [{"id": len(vocab) + i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                 "normalized": False, "special": True} for i, t in enumerate(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])]
+    qwen_split = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+    byte_level = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": specials, "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": qwen_split}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": merges}}
+    put("hf_tokenizer", "byte-level-qwen2-split.json", dumps(byte_level))
+    gpt2 = json.loads(dumps(byte_level))
+    gpt2["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    gpt2["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFC"}]}
+    gpt2["model"]["merges"] = [m.split(" ") for m in merges]  # the newer list-of-pairs form
+    put("hf_tokenizer", "byte-level-gpt2-nfc.json", dumps(gpt2))
+
+    spm_vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for b in range(256):
+        spm_vocab["<0x%02X>" % b] = len(spm_vocab)
+    for piece in ["\u2581"] + list("abcdefghijklmnopqrstuvwxyz") + ["\u2581t", "he", "\u2581the", "in", "\u2581a", "on", "er"]:
+        spm_vocab[piece] = len(spm_vocab)
+    spm = {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": False, "special": True} for i, t in enumerate(["<unk>", "<s>", "</s>"])],
+        "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+                                                           {"type": "Replace", "pattern": {"String": " "},
+                                                            "content": "\u2581"}]},
+        "pre_tokenizer": None,
+        "post_processor": {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                           "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                           "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+        "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                                                     {"type": "ByteFallback"}, {"type": "Fuse"},
+                                                     {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+        "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+                  "vocab": spm_vocab, "merges": ["\u2581 t", "h e", "\u2581t he", "i n", "\u2581 a", "o n", "e r"]}}
+    put("hf_tokenizer", "spm-bpe-byte-fallback.json", dumps(spm))
+
+
+def state_cache_corpora():
+    """Byte 0 even: a state file for fuzz_state_cache.c's key (0x4b...), settings (0x5e...) and
+    layers [0, 2); odd: a manifest.jsonl listing it."""
+    import hashlib
+    image = bytes(range(64)) * 4
+    header = (b"BRTSTATE" + struct.pack("<II", 1, 80) + b"\x5e" * 16 + b"\x4b" * 16 + struct.pack("<iiQ", 0, 2, len(image))
+              + hashlib.blake2b(image, digest_size=16).digest())
+    assert len(header) == 80
+    put("state_cache", "state-file.bin", b"\x00" + header + image)
+    put("state_cache", "state-file-empty.bin", b"\x00" + header[:56] + struct.pack("<Q", 0) + hashlib.blake2b(b"", digest_size=16).digest())
+    line = {"key": "4b" * 16, "settings": "5e" * 16, "layers": "0,1,2", "next_index": 3, "fed": 2048,
+            "bytes": [len(image), len(image)]}
+    other = dict(line, key="4c" * 16, next_index=5, fed=4096, bytes=[1 << 31, 7])
+    put("state_cache", "manifest.bin", b"\x01" + (dumps(line) + "\n" + dumps(other) + "\n{\"key\": 1}\n").encode())
+
+
 if __name__ == "__main__":
     batch_corpora()
     model_corpora()
     wire_corpora()
     journal_and_text_corpora()
+    hf_tokenizer_corpora()
+    state_cache_corpora()
     for h in sorted(os.listdir(OUT)):
         files = os.listdir(os.path.join(OUT, h))
         print("%-14s %3d seeds, %6d bytes" % (h, len(files), sum(os.path.getsize(os.path.join(OUT, h, f))
