@@ -8,19 +8,7 @@
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/cluster.sh"
 NORM2="$PYTHON $BRT_SOURCE_DIR/tests/cache/normalize_uncached.py"
-M=$TMP/model
-$PYTHON "$BRT_SOURCE_DIR/tests/tools/make_model.py" "$M" --hidden 256 --layers 4 --inter 688 \
-    --set beacon_window=128 --set 'beacon_stride=[128]' --set 'beacon_ratio=[8]'
-$PYTHON - "$TMP/in.jsonl" <<'PY'
-import json, sys
-w = "once upon a time there was a little girl named Lily who loved to play in the park with her dog Max".split()
-doc = " ".join(w[(i * 7) % len(w)] for i in range(64000))
-with open(sys.argv[1], "w") as f:
-    f.write(json.dumps({"custom_id": "long", "method": "POST", "url": "/v1/completions",
-                        "body": {"prompt": doc, "max_tokens": 8, "temperature": 0}}) + "\n")
-    f.write(json.dumps({"custom_id": "short", "method": "POST", "url": "/v1/completions",
-                        "body": {"prompt": "Lily and Max", "max_tokens": 8, "temperature": 0}}) + "\n")
-PY
+. "$BRT_SOURCE_DIR/tests/lib/preempt_setup.sh" short
 brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$TMP/ref.jsonl" --quiet || fail "the reference run"
 $NORM2 "$TMP/ref.jsonl" 2 >"$TMP/ref.norm"
 
@@ -45,7 +33,7 @@ start_run() {
     ( if brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$out" --state-cache-dir "$TMP/sc" \
         --trace "$trace" "$@" >"$TMP/run.out" 2>"$TMP/run.err"; then echo 0; else echo $?; fi >"$TMP/run.rc" ) &
     BG=$!
-    for _ in $(seq 1 300); do
+    for _ in $(seq 1 600); do
         grep -q "tokens [1-9][0-9]*/" "$TMP/run.err" 2>/dev/null && break
         sleep 0.1
     done
@@ -76,7 +64,7 @@ note "SIGTERM: the rerun resumed at step $s ($cached tokens from the checkpoint)
 # ---- SIGKILL of rank 1 after periodic checkpoints ----
 rm -rf "$TMP/sc" "$TMP/out.jsonl"
 start_run "$TMP/out.jsonl" "$TMP/t3.jsonl" --checkpoint-every 10
-for _ in $(seq 1 100); do [ "$(ls "$TMP/sc"/*.state 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.1; done
+for _ in $(seq 1 600); do [ "$(ls "$TMP/sc"/*.state 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.1; done
 [ "$(ls "$TMP/sc"/*.state 2>/dev/null | wc -l)" -ge 2 ] || fail "no periodic checkpoint was written"
 sleep 0.5
 kill -9 "$(rank_pid 1 "$TMP/out.jsonl")"

@@ -15,17 +15,7 @@ SD=$(mktemp -d /tmp/brt-sl.XXXXXX)
 trap 'bash "$BRT_SOURCE_DIR/tests/lib/slurm-local.sh" stop "$SD" >/dev/null 2>&1 || true; rm -rf "$SD" "$TMP"' EXIT
 eval "$(bash "$BRT_SOURCE_DIR/tests/lib/slurm-local.sh" start "$SD")"
 
-M=$TMP/model
-$PYTHON "$BRT_SOURCE_DIR/tests/tools/make_model.py" "$M" --hidden 256 --layers 4 --inter 688 \
-    --set beacon_window=128 --set 'beacon_stride=[128]' --set 'beacon_ratio=[8]'
-$PYTHON - "$TMP/in.jsonl" <<'PY'
-import json, sys
-w = "once upon a time there was a little girl named Lily who loved to play in the park with her dog Max".split()
-doc = " ".join(w[(i * 7) % len(w)] for i in range(64000))
-with open(sys.argv[1], "w") as f:
-    f.write(json.dumps({"custom_id": "long", "method": "POST", "url": "/v1/completions",
-                        "body": {"prompt": doc, "max_tokens": 8, "temperature": 0}}) + "\n")
-PY
+. "$BRT_SOURCE_DIR/tests/lib/preempt_setup.sh"
 brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$TMP/ref.jsonl" --quiet || fail "reference run"
 $NORM2 "$TMP/ref.jsonl" 1 >"$TMP/ref.norm"
 # a 2-rank preset for this model
