@@ -39,18 +39,28 @@ static brt_status cpu_gemm(brt_backend *be, brt_mat a, int64_t m, const brt_weig
     cpu_impl *ci = cpu_of(be);
     if (m <= 0)
         return BRT_OK;
-    const int64_t nr = ci->simd->gemm_nr, n = w->rows, T = be->n_threads;
+    const int64_t nr = ci->simd->gemm_nr, mr = ci->simd->gemm_mr, n = w->rows, T = be->n_threads;
     int64_t tiles = (n + nr - 1) / nr;
-    /* columns first (weights are read once per column chunk); rows too when columns are few */
-    int64_t col_tasks = tiles < T * 4 ? tiles : T * 4;
-    int64_t row_tasks = 1;
-    if (col_tasks < T * 2 && m >= 64)
-        row_tasks = (T * 2 + col_tasks - 1) / col_tasks;
     gemm_job j = {ci->simd, cpu_ptr(a), a.ld, m, w, bias, cpu_ptr(c), c.ld, 0, 0, 0};
+    int64_t col_tasks = 1, row_tasks = 1;
+    if (m >= 96 * T) {
+        /* many rows: split rows only. A task packs its own rows of A once and streams all the
+         * weights past them (it would do that per block of rows anyway); split by columns, every
+         * task would pack all of A again. Tasks of 96 rows or more, T to 4T of them (one task on
+         * one thread) */
+        row_tasks = T == 1 ? 1 : m / 96 < T * 4 ? m / 96 : T * 4;
+    } else {
+        /* few rows (the weights are read in place): columns first (weights are read once per
+         * column chunk, and a chunk's rows stay near in cache from one k block to the next); rows
+         * too when columns are few */
+        col_tasks = tiles < T * 4 ? tiles : T * 4;
+        if (col_tasks < T * 2 && m >= 64)
+            row_tasks = (T * 2 + col_tasks - 1) / col_tasks;
+    }
     j.col_chunk = (tiles + col_tasks - 1) / col_tasks * nr;
     j.n_col_tasks = (n + j.col_chunk - 1) / j.col_chunk;
     j.row_chunk = (m + row_tasks - 1) / row_tasks;
-    j.row_chunk = (j.row_chunk + 7) / 8 * 8;
+    j.row_chunk = (j.row_chunk + mr - 1) / mr * mr; /* whole register tiles */
     int64_t rtasks = (m + j.row_chunk - 1) / j.row_chunk;
     brt_pool_run(ci->pool, j.n_col_tasks * rtasks, gemm_task, &j);
     return BRT_OK;

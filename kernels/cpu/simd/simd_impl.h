@@ -90,6 +90,9 @@ static inline void v_transpose(vf r[VL])
 }
 #define GEMM_MR 4
 #define GEMM_NR 6
+#define GEMM_PMR 6 /* packed path (simd_kernels.c): rows x columns per register tile */
+#define GEMM_PNR 4
+#define GEMM_SPLIT_NR 12 /* thread splits: a multiple of both NR and PNR */
 
 #elif defined(BRT_SIMD_ISA_avx2)
 #include <immintrin.h>
@@ -160,6 +163,9 @@ static inline void v_transpose(vf r[VL])
 }
 #define GEMM_MR 3
 #define GEMM_NR 4
+#define GEMM_PMR 3
+#define GEMM_PNR 4
+#define GEMM_SPLIT_NR 4
 
 #else /* generic C: fixed-size arrays the compiler may vectorise */
 #include <math.h>
@@ -240,6 +246,9 @@ static inline void v_transpose(vf r[VL])
 }
 #define GEMM_MR 4
 #define GEMM_NR 4
+#define GEMM_PMR 4
+#define GEMM_PNR 4
+#define GEMM_SPLIT_NR 4
 #endif
 
 /* exp(x) for the softmax and SiLU: Cephes-style range reduction and polynomial (~1 ulp),

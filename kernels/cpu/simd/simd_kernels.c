@@ -1,11 +1,12 @@
 /* CPU kernels, written once against simd_impl.h and compiled per instruction set.
  *
- * GEMM: "dot form" over the weights as they lie in the file ([out, in], f32/f16/bf16, read in
- * place from the mapping, converted in registers). A tile of MR activation rows x NR weight rows
- * keeps MR*NR vector accumulators over the whole K; each output is one fixed lane-wise sum
- * followed by one fixed horizontal tree. Edge tiles run the same code on zero rows, so every
- * output element has the same summation order whatever M, the tile or the thread: results do
- * not depend on micro-batch packing.
+ * GEMM: "dot form" over the weights as they lie in the file ([out, in], f32/f16/bf16). A tile of
+ * MR activation rows x NR weight rows keeps MR*NR vector accumulators over a k block; each output
+ * is one fixed lane-wise sum followed by one fixed horizontal tree per block. Edge tiles run the
+ * same code on zero rows, so every output element has the same summation order whatever M, the
+ * tile or the thread: results do not depend on micro-batch packing. A few rows (decode) read the
+ * weights in place, converted in registers; more rows go through packed copies (gemm_packed),
+ * which do the same arithmetic.
  *
  * Attention: per (segment, kv head, block of query vectors), key tiles of BRT_ATTN_TILE keys
  * aligned on key index; online softmax in f32. A tile with no visible key for a query vector
@@ -13,6 +14,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "cpu/simd/simd_impl.h"
 #include "cpu/simd/simd_ops.h"
@@ -87,8 +89,8 @@ DEFINE_TILE(tile_f16, uint16_t, LOADW_F16)
  * L1); each output is then ((block0 + block1) + ...) + bias, an order fixed by K alone. */
 #define GEMM_KC 512
 
-static void gemm_cols(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
-                      float *c, int64_t ldc, int64_t n0, int64_t n1)
+static void gemm_cols_direct(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
+                             float *c, int64_t ldc, int64_t n0, int64_t n1)
 {
     const int64_t K = w->cols;
     const size_t es = brt_dtype_size(w->dtype);
@@ -133,6 +135,236 @@ static void gemm_cols(const float *a, int64_t lda, int64_t m, const brt_weight *
             }
         }
     }
+}
+
+/* Packed path (m >= 4 PMR rows): per (block of rows, k block), the rows of A are copied once into
+ * tiles of PMR rows interleaved by vector step ([step][row][VL]); per PNR weight rows, the weights
+ * likewise ([step][column][VL], converted to f32: exact). A tile then reads two contiguous streams,
+ * the weights from L1 and A from L2, instead of PMR + PNR rows K elements apart (which share L1
+ * sets when K * 4 is a multiple of 4 KiB). The arithmetic is the direct path's, operation for
+ * operation: one lane-wise FMA chain per output over the block's vector steps in order (the last
+ * one zero-padded), the same horizontal tree (done for many accumulators at once on avx512), then
+ * c = c + block, + bias after the last block. */
+#define PMR GEMM_PMR
+#define PNR GEMM_PNR
+#define GEMM_KS ((GEMM_KC + VL - 1) / VL) /* vector steps in a full k block */
+
+/* rows x kc of A (row stride lda) into tiles of PMR rows; rows past `rows` and k past kc are 0 */
+static void pack_a(const float *a, int64_t lda, int64_t rows, int64_t kc, float *ap)
+{
+    const int64_t steps = (kc + VL - 1) / VL, full = kc / VL;
+    for (int64_t t = 0; t * PMR < rows; t++)
+        for (int i = 0; i < PMR; i++) {
+            const int64_t r = t * PMR + i;
+            float *d = ap + (t * steps * PMR + i) * VL;
+            if (r >= rows) {
+                for (int64_t s = 0; s < steps; s++)
+                    v_store(d + s * PMR * VL, v_zero());
+                continue;
+            }
+            const float *src = a + r * lda;
+            /* two rows ahead: each row is a new stream to the hardware prefetcher */
+            const char *next = r + 2 < rows ? (const char *)(src + 2 * lda) : NULL;
+            for (int64_t s = 0; s < full; s++) {
+                if (next && (s * VL * 4) % 64 == 0)
+                    __builtin_prefetch(next + s * VL * 4, 0, 3);
+                v_store(d + s * PMR * VL, v_load(src + s * VL));
+            }
+            if (full < steps) {
+                float tmp[VL];
+                memset(tmp, 0, sizeof tmp);
+                memcpy(tmp, src + full * VL, (size_t)(kc - full * VL) * sizeof(float));
+                v_store(d + full * PMR * VL, v_load(tmp));
+            }
+        }
+}
+
+/* cols (<= PNR) weight rows of kc elements (row stride K) into [step][PNR][VL] f32 */
+#define DEFINE_PACK_W(NAME, T, LOADW)                                                        \
+    static void NAME(const T *w, int64_t K, int cols, int64_t kc, float *wp)                 \
+    {                                                                                        \
+        const int64_t steps = (kc + VL - 1) / VL, full = kc / VL;                            \
+        for (int j = 0; j < PNR; j++) {                                                      \
+            float *d = wp + j * VL;                                                          \
+            if (j >= cols) {                                                                 \
+                for (int64_t s = 0; s < steps; s++)                                          \
+                    v_store(d + s * PNR * VL, v_zero());                                     \
+                continue;                                                                    \
+            }                                                                                \
+            const T *src = w + j * K;                                                        \
+            for (int64_t s = 0; s < full; s++)                                               \
+                v_store(d + s * PNR * VL, LOADW(src + s * VL));                              \
+            if (full < steps) {                                                              \
+                T tmp[VL];                                                                   \
+                memset(tmp, 0, sizeof tmp);                                                  \
+                memcpy(tmp, src + full * VL, (size_t)(kc - full * VL) * sizeof(T));          \
+                v_store(d + full * PNR * VL, LOADW(tmp));                                    \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+DEFINE_PACK_W(pack_w_f32, float, LOADW_F32)
+DEFINE_PACK_W(pack_w_bf16, uint16_t, LOADW_BF16)
+DEFINE_PACK_W(pack_w_f16, uint16_t, LOADW_F16)
+
+#if defined(BRT_SIMD_ISA_avx512) && PMR == 6 && PNR == 4
+/* v_hsum's tree (lane l + l+8, then l + l+4, l + l+2, l + l+1) on two vectors at a time: each
+ * level adds the same pairs of partial sums, only packed into fewer registers */
+static inline __m512 red1(__m512 x, __m512 y)
+{
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xee));
+}
+static inline __m512 red2(__m512 x, __m512 y)
+{
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
+}
+static inline __m512 red3(__m512 x, __m512 y)
+{
+    return _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x44), _mm512_shuffle_ps(x, y, 0xee));
+}
+static inline __m512 red4(__m512 x, __m512 y)
+{
+    return _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xdd));
+}
+/* c[i][j] (+)= v_hsum(acc[i][j]) (+ bias) for the nr x cols corner of the tile. Four groups g of
+ * four accumulators go to lanes 4k + g (k: the accumulator's place in its group): rows 0-3 of
+ * the tile in one vector, row by row, and rows 4-5 in another. */
+static inline __attribute__((always_inline)) void tile_update(vf acc[PMR][PNR], float *ct, int64_t ldc, int nr,
+                                                              int cols, int first, const float *bj)
+{
+    __m512 q[4];
+    for (int j = 0; j < 4; j++)
+        q[j] = red2(red1(acc[0][j], acc[1][j]), red1(acc[2][j], acc[3][j]));
+    __m512 f0 = red4(red3(q[0], q[1]), red3(q[2], q[3]));
+    __m512 x = red2(red1(acc[4][0], acc[4][2]), red1(acc[5][0], acc[5][2]));
+    __m512 y = red2(red1(acc[4][1], acc[4][3]), red1(acc[5][1], acc[5][3]));
+    __m512 t = red3(x, y);
+    const __m512i idx = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 0, 1, 4, 5, 8, 9, 12, 13);
+    __m256 f1 = _mm512_castps512_ps256(_mm512_permutexvar_ps(idx, red4(t, t)));
+    if (nr == PMR && cols == PNR) {
+        __m128 r[PMR] = {_mm512_castps512_ps128(f0), _mm512_extractf32x4_ps(f0, 1), _mm512_extractf32x4_ps(f0, 2),
+                         _mm512_extractf32x4_ps(f0, 3), _mm256_castps256_ps128(f1), _mm256_extractf128_ps(f1, 1)};
+        const __m128 b = bj ? _mm_loadu_ps(bj) : _mm_setzero_ps();
+        for (int i = 0; i < PMR; i++) {
+            float *crow = ct + i * ldc;
+            __m128 v = first ? r[i] : _mm_add_ps(_mm_loadu_ps(crow), r[i]);
+            _mm_storeu_ps(crow, bj ? _mm_add_ps(v, b) : v);
+        }
+        return;
+    }
+    _Alignas(64) float out[PMR * PNR];
+    _mm512_store_ps(out, f0);
+    _mm256_store_ps(out + 16, f1);
+    for (int i = 0; i < nr; i++) {
+        float *crow = ct + i * ldc;
+        for (int j = 0; j < cols; j++) {
+            float v = first ? out[i * PNR + j] : crow[j] + out[i * PNR + j];
+            crow[j] = bj ? v + bj[j] : v;
+        }
+    }
+}
+#else
+static inline __attribute__((always_inline)) void tile_update(vf acc[PMR][PNR], float *ct, int64_t ldc, int nr,
+                                                              int cols, int first, const float *bj)
+{
+    for (int i = 0; i < nr; i++) {
+        float *crow = ct + i * ldc;
+        for (int j = 0; j < cols; j++) {
+            float o = v_hsum(acc[i][j]), v = first ? o : crow[j] + o;
+            crow[j] = bj ? v + bj[j] : v;
+        }
+    }
+}
+#endif
+
+static inline __attribute__((always_inline)) void packed_tile(const float *ap, const float *wp, int64_t steps,
+                                                              float *ct, int64_t ldc, int nr, int cols, int first,
+                                                              const float *bj)
+{
+    vf acc[PMR][PNR];
+    _Pragma("GCC unroll 8") for (int i = 0; i < PMR; i++)
+        _Pragma("GCC unroll 8") for (int j = 0; j < PNR; j++) acc[i][j] = v_zero();
+    for (int64_t s = 0; s < steps; s++) {
+        const float *as = ap + s * PMR * VL, *ws = wp + s * PNR * VL;
+        vf wv[PNR];
+        _Pragma("GCC unroll 8") for (int j = 0; j < PNR; j++) wv[j] = v_load(ws + j * VL);
+        _Pragma("GCC unroll 8") for (int i = 0; i < PMR; i++)
+        {
+            vf av = v_load(as + i * VL);
+            _Pragma("GCC unroll 8") for (int j = 0; j < PNR; j++) acc[i][j] = v_fma(av, wv[j], acc[i][j]);
+        }
+    }
+    tile_update(acc, ct, ldc, nr, cols, first, bj);
+}
+
+/* 0, or -1 where the A buffer could not be had (the caller then takes the direct path) */
+static int gemm_packed(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
+                       float *c, int64_t ldc, int64_t n0, int64_t n1)
+{
+    const int64_t K = w->cols;
+    const size_t es = brt_dtype_size(w->dtype);
+    const int has_bias = bias && bias->data;
+    if (K <= 0)
+        return -1;
+    const int64_t kc_max = K < GEMM_KC ? K : GEMM_KC, steps_max = (kc_max + VL - 1) / VL;
+    /* rows of A per block: the packed block (384 KiB at most) stays in L2 while the weight tiles
+     * go past it; blocks of about equal size */
+    int64_t mb = (int64_t)(384 * 1024) / (steps_max * VL * 4);
+    mb = mb < PMR ? PMR : mb - mb % PMR;
+    const int64_t nblk = (m + mb - 1) / mb;
+    mb = ((m + nblk - 1) / nblk + PMR - 1) / PMR * PMR;
+    size_t abytes = ((size_t)(mb * steps_max * VL) * sizeof(float) + 63) / 64 * 64;
+    float *ap = aligned_alloc(64, abytes);
+    if (!ap)
+        return -1;
+    _Alignas(64) float wp[GEMM_KS * PNR * VL];
+    for (int64_t m0 = 0; m0 < m; m0 += mb) {
+        const int64_t rows = m0 + mb < m ? mb : m - m0;
+        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+            const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC, steps = (kc + VL - 1) / VL;
+            const int first = k0 == 0, last = k0 + kc == K;
+            pack_a(a + m0 * lda + k0, lda, rows, kc, ap);
+            for (int64_t j0 = n0; j0 < n1; j0 += PNR) {
+                const int cols = n1 - j0 < PNR ? (int)(n1 - j0) : PNR;
+                const void *wsrc = (const char *)w->data + ((size_t)j0 * (size_t)K + (size_t)k0) * es;
+                if (w->dtype == BRT_DT_F32)
+                    pack_w_f32(wsrc, K, cols, kc, wp);
+                else if (w->dtype == BRT_DT_BF16)
+                    pack_w_bf16(wsrc, K, cols, kc, wp);
+                else
+                    pack_w_f16(wsrc, K, cols, kc, wp);
+                float bj[PNR];
+                for (int j = 0; j < PNR; j++)
+                    bj[j] = has_bias && last && j < cols ? scalar_f32(bias->data, bias->dtype, j0 + j) : 0.0f;
+                /* the next weight tile's rows, towards L2, spread over this tile's row tiles */
+                const int64_t ncols = n1 - j0 - PNR < PNR ? n1 - j0 - PNR : PNR, row_bytes = kc * (int64_t)es;
+                const int64_t pf_lines = ncols > 0 ? ncols * ((row_bytes + 63) / 64) : 0;
+                const int64_t ntiles = (rows + PMR - 1) / PMR, pf_per = (pf_lines + ntiles - 1) / ntiles;
+                int64_t pf = 0;
+                for (int64_t i0 = 0; i0 < rows; i0 += PMR) {
+                    for (int64_t e = pf + pf_per; pf < e && pf < pf_lines; pf++) {
+                        int64_t per_row = (row_bytes + 63) / 64;
+                        __builtin_prefetch((const char *)wsrc + (PNR + pf / per_row) * K * (int64_t)es +
+                                               (pf % per_row) * 64, 0, 2);
+                    }
+                    const int nr = rows - i0 < PMR ? (int)(rows - i0) : PMR;
+                    packed_tile(ap + i0 * steps * VL, wp, steps, c + (m0 + i0) * ldc + j0, ldc, nr, cols, first,
+                                has_bias && last ? bj : NULL);
+                }
+            }
+        }
+    }
+    free(ap);
+    return 0;
+}
+
+static void gemm_cols(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
+                      float *c, int64_t ldc, int64_t n0, int64_t n1)
+{
+    /* below a few register tiles of rows, packing the weights costs more than it saves */
+    if (m >= 4 * PMR && gemm_packed(a, lda, m, w, bias, c, ldc, n0, n1) == 0)
+        return;
+    gemm_cols_direct(a, lda, m, w, bias, c, ldc, n0, n1);
 }
 
 /* ---- attention ------------------------------------------------------------------------- */
@@ -618,7 +850,8 @@ const brt_simd_ops ISA_SUFFIX(brt_simd) = {
 #else
     .isa = "generic",
 #endif
-    .gemm_nr = NR,
+    .gemm_nr = GEMM_SPLIT_NR,
+    .gemm_mr = PMR,
     .gemm_cols = gemm_cols,
     .attn = attn,
     .rmsnorm_row = rmsnorm_row,

@@ -33,6 +33,7 @@ typedef struct brt_cpu_attn_args {
 typedef struct brt_simd_ops {
     const char *isa;
     int gemm_nr;              /* columns per GEMM tile: thread splits are multiples of it */
+    int gemm_mr;              /* rows per GEMM tile (row splits are multiples of it) */
     /* c[:, n0:n1] for all m rows (see brt_backend.gemm) */
     void (*gemm_cols)(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
                       float *c, int64_t ldc, int64_t n0, int64_t n1);
