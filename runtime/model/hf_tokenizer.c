@@ -620,6 +620,22 @@ static brt_status parse_pattern(const char *file, const char *field, const json_
 
 /* ---- loading: normalizer, pre-tokenizer, decoder ------------------------------------------- */
 
+/* The "type" of a normalizer, pre-tokenizer, decoder or post-processor object; *type NULL (and
+ * BRT_OK) for null, an error for anything else without one or for Sequences nested too deeply. */
+static brt_status component_type(const brt_hf_tokenizer *t, const json_t *o, const char *field, int depth,
+                                 const char **type, brt_err *err)
+{
+    *type = NULL;
+    if (json_is_null(o))
+        return BRT_OK;
+    *type = json_is_object(o) ? type_of(o) : NULL;
+    if (!*type)
+        return brt_errf(err, BRT_ERR_FORMAT, "%s: %s must be an object with a \"type\"", t->path, field);
+    if (depth > 8)
+        return brt_errf(err, BRT_ERR_UNSUPPORTED, "%s: %s: Sequences nested too deeply", t->path, field);
+    return BRT_OK;
+}
+
 static brt_status push_norm(brt_hf_tokenizer *t, norm_op op, brt_err *err)
 {
     norm_op *p = realloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *p);
@@ -632,14 +648,10 @@ static brt_status push_norm(brt_hf_tokenizer *t, norm_op op, brt_err *err)
 
 static brt_status parse_normalizer(brt_hf_tokenizer *t, const json_t *o, const char *field, int depth, brt_err *err)
 {
-    const char *file = t->path;
-    if (json_is_null(o))
-        return BRT_OK;
-    const char *type = json_is_object(o) ? type_of(o) : NULL;
+    const char *file = t->path, *type;
+    BRT_TRY(component_type(t, o, field, depth, &type, err));
     if (!type)
-        return brt_errf(err, BRT_ERR_FORMAT, "%s: %s must be an object with a \"type\"", file, field);
-    if (depth > 8)
-        return brt_errf(err, BRT_ERR_UNSUPPORTED, "%s: %s: Sequences nested too deeply", file, field);
+        return BRT_OK;
     norm_op op = {0};
     if (!strcmp(type, "Sequence")) {
         const json_t *list = json_object_get(o, "normalizers");
@@ -722,14 +734,10 @@ static const char GPT2_REGEX[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?
 
 static brt_status parse_pre_tokenizer(brt_hf_tokenizer *t, const json_t *o, const char *field, int depth, brt_err *err)
 {
-    const char *file = t->path;
-    if (json_is_null(o))
-        return BRT_OK;
-    const char *type = json_is_object(o) ? type_of(o) : NULL;
+    const char *file = t->path, *type;
+    BRT_TRY(component_type(t, o, field, depth, &type, err));
     if (!type)
-        return brt_errf(err, BRT_ERR_FORMAT, "%s: %s must be an object with a \"type\"", file, field);
-    if (depth > 8)
-        return brt_errf(err, BRT_ERR_UNSUPPORTED, "%s: %s: Sequences nested too deeply", file, field);
+        return BRT_OK;
     /* ByteLevel turns the text into its byte characters: a stage after it would see those */
     if (t->byte_level)
         return brt_errf(err, BRT_ERR_UNSUPPORTED, "%s: %s: a pre-tokenizer after ByteLevel is not supported", file,
@@ -818,14 +826,10 @@ static brt_status push_dec(brt_hf_tokenizer *t, dec_op d, brt_err *err)
 
 static brt_status parse_decoder(brt_hf_tokenizer *t, const json_t *o, const char *field, int depth, brt_err *err)
 {
-    const char *file = t->path;
-    if (json_is_null(o))
-        return BRT_OK;
-    const char *type = json_is_object(o) ? type_of(o) : NULL;
+    const char *file = t->path, *type;
+    BRT_TRY(component_type(t, o, field, depth, &type, err));
     if (!type)
-        return brt_errf(err, BRT_ERR_FORMAT, "%s: %s must be an object with a \"type\"", file, field);
-    if (depth > 8)
-        return brt_errf(err, BRT_ERR_UNSUPPORTED, "%s: %s: Sequences nested too deeply", file, field);
+        return BRT_OK;
     t->has_decoder = 1;
     dec_op d = {0};
     if (!strcmp(type, "Sequence")) {
@@ -1432,14 +1436,12 @@ static int32_t lookup_piece(const brt_hf_tokenizer *t, const char *s, size_t n)
 static brt_status parse_post(brt_hf_tokenizer *t, const json_t *o, const char *field, int depth, int32_t *tmpl_bos,
                              int *has_tmpl, brt_err *err)
 {
-    const char *file = t->path;
-    if (!o || json_is_null(o))
+    const char *file = t->path, *type;
+    if (!o)
         return BRT_OK;
-    const char *type = json_is_object(o) ? type_of(o) : NULL;
+    BRT_TRY(component_type(t, o, field, depth, &type, err));
     if (!type)
-        return brt_errf(err, BRT_ERR_FORMAT, "%s: %s must be an object with a \"type\"", file, field);
-    if (depth > 8)
-        return brt_errf(err, BRT_ERR_UNSUPPORTED, "%s: %s: Sequences nested too deeply", file, field);
+        return BRT_OK;
     if (!strcmp(type, "ByteLevel")) /* offsets only */
         return BRT_OK;
     if (!strcmp(type, "Sequence")) {
