@@ -137,6 +137,136 @@ static void gemm_cols_direct(const float *a, int64_t lda, int64_t m, const brt_w
     }
 }
 
+/* Few rows (decode): the weights stream from memory once per call, so the loop runs over
+ * groups of NR weight rows outside and the k blocks inside: each group is read once, start to
+ * end, for all the rows of A (which stay in L1/L2), and its per-block results are summed in
+ * registers. While one group is computed, the next one (NR rows, contiguous in the file) is
+ * prefetched towards L2 at the rate this one is read, a whole group ahead. Row tiles of 1..MR
+ * rows are compiled for their own count (no zero rows of A are multiplied). Per output, the
+ * arithmetic is gemm_cols_direct's: the same lane-wise FMA chain over each k block's steps, the
+ * same v_hsum, then ((block0 + block1) + ...) + bias. */
+static inline __attribute__((always_inline)) vf loadw(const int dt, const void *p, int64_t k)
+{
+    if (dt == BRT_DT_F32)
+        return v_load((const float *)p + k);
+    if (dt == BRT_DT_BF16)
+        return v_load_bf16((const uint16_t *)p + k);
+    return v_load_f16((const uint16_t *)p + k);
+}
+
+/* out[i][j] = v_hsum of the chain of a[i] . w[j] over kc elements, i < R. While at it, row tile
+ * t of nt prefetches the lines pf + s * NR * VL * es (+ NR * VL * es) of the steps s = t mod nt
+ * (pf may be NULL): the nt row tiles of a k block together prefetch them all, at an even rate. */
+static inline __attribute__((always_inline)) void few_tile(const int R, const int dt, const float *const *a,
+                                                           const void *const *w, int64_t kc, const char *pf,
+                                                           int t, int nt, float out[MR][NR])
+{
+    const int64_t es = dt == BRT_DT_F32 ? 4 : 2, pf_step = NR * VL * es;
+    vf acc[MR][NR];
+    _Pragma("GCC unroll 8") for (int i = 0; i < R; i++)
+        _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) acc[i][j] = v_zero();
+    int64_t k = 0;
+    int ph = t;
+    for (; k + VL <= kc; k += VL) {
+        if (pf && ph == 0) {
+            _Pragma("GCC unroll 16") for (int64_t o = 0; o < pf_step; o += 64)
+                __builtin_prefetch(pf + o, 0, 2);
+        }
+        if (pf) {
+            pf += pf_step;
+            ph = ph == 0 ? nt - 1 : ph - 1;
+        }
+        vf av[MR];
+        _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) av[i] = v_load(a[i] + k);
+        _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++)
+        {
+            vf wv = loadw(dt, w[j], k);
+            _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) acc[i][j] = v_fma(av[i], wv, acc[i][j]);
+        }
+    }
+    if (k < kc) {
+        const int64_t r = kc - k;
+        float at[MR][VL];
+        uint32_t wt[NR][VL]; /* room for VL f32 or 2 VL 16-bit elements */
+        memset(at, 0, sizeof at);
+        memset(wt, 0, sizeof wt);
+        for (int i = 0; i < R; i++)
+            memcpy(at[i], a[i] + k, (size_t)r * sizeof(float));
+        for (int j = 0; j < NR; j++)
+            memcpy(wt[j], (const char *)w[j] + k * es, (size_t)(r * es));
+        for (int j = 0; j < NR; j++) {
+            vf wv = loadw(dt, wt[j], 0);
+            for (int i = 0; i < R; i++)
+                acc[i][j] = v_fma(v_load(at[i]), wv, acc[i][j]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int i = 0; i < R; i++)
+        _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) out[i][j] = v_hsum(acc[i][j]);
+}
+
+#define FEW_MAX_M 16
+
+static inline __attribute__((always_inline)) void gemm_few_dt(const int dt, const float *a, int64_t lda, int64_t m,
+                                                              const brt_weight *w, const brt_weight *bias, float *c,
+                                                              int64_t ldc, int64_t n0, int64_t n1)
+{
+    const int64_t K = w->cols, es = dt == BRT_DT_F32 ? 4 : 2;
+    const int has_bias = bias && bias->data;
+    const char *wd = (const char *)w->data;
+    const int nt = (int)((m + MR - 1) / MR);
+    for (int64_t j0 = n0; j0 < n1; j0 += NR) {
+        const int cols = n1 - j0 < NR ? (int)(n1 - j0) : NR;
+        /* the next group's bytes, contiguous: prefetched over this group's steps */
+        const char *pf = j0 + NR < n1 ? wd + (size_t)(j0 + NR) * (size_t)K * (size_t)es : NULL;
+        float res[FEW_MAX_M][NR];
+        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+            const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+            const void *wr[NR];
+            for (int j = 0; j < NR; j++)
+                wr[j] = j < cols ? (const void *)(wd + ((size_t)(j0 + j) * (size_t)K + (size_t)k0) * (size_t)es)
+                                 : (const void *)k_zero;
+            for (int64_t i0 = 0; i0 < m; i0 += MR) {
+                const int R = m - i0 < MR ? (int)(m - i0) : MR;
+                const float *ar[MR];
+                for (int i = 0; i < MR; i++)
+                    ar[i] = i < R ? a + (i0 + i) * lda + k0 : k_zero;
+                const char *p = pf ? pf + k0 * NR * es : NULL;
+                const int t = (int)(i0 / MR);
+                float out[MR][NR];
+                switch (R) {
+#if MR >= 4
+                case 4: few_tile(4, dt, ar, wr, kc, p, t, nt, out); break;
+#endif
+#if MR >= 3
+                case 3: few_tile(3, dt, ar, wr, kc, p, t, nt, out); break;
+#endif
+                case 2: few_tile(2, dt, ar, wr, kc, p, t, nt, out); break;
+                default: few_tile(1, dt, ar, wr, kc, p, t, nt, out); break;
+                }
+                for (int i = 0; i < R; i++)
+                    for (int j = 0; j < NR; j++)
+                        res[i0 + i][j] = k0 == 0 ? out[i][j] : res[i0 + i][j] + out[i][j];
+            }
+        }
+        for (int j = 0; j < cols; j++) {
+            const float bj = has_bias ? scalar_f32(bias->data, bias->dtype, j0 + j) : 0.0f;
+            for (int64_t i = 0; i < m; i++)
+                c[i * ldc + j0 + j] = has_bias ? res[i][j] + bj : res[i][j];
+        }
+    }
+}
+
+static void gemm_few(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias, float *c,
+                     int64_t ldc, int64_t n0, int64_t n1)
+{
+    if (w->dtype == BRT_DT_F32)
+        gemm_few_dt(BRT_DT_F32, a, lda, m, w, bias, c, ldc, n0, n1);
+    else if (w->dtype == BRT_DT_BF16)
+        gemm_few_dt(BRT_DT_BF16, a, lda, m, w, bias, c, ldc, n0, n1);
+    else
+        gemm_few_dt(BRT_DT_F16, a, lda, m, w, bias, c, ldc, n0, n1);
+}
+
 /* Packed path (m >= 4 PMR rows): per (block of rows, k block), the rows of A are copied once into
  * tiles of PMR rows interleaved by vector step ([step][row][VL]); per PNR weight rows, the weights
  * likewise ([step][column][VL], converted to f32: exact). A tile then reads two contiguous streams,
@@ -364,7 +494,10 @@ static void gemm_cols(const float *a, int64_t lda, int64_t m, const brt_weight *
     /* below a few register tiles of rows, packing the weights costs more than it saves */
     if (m >= 4 * PMR && gemm_packed(a, lda, m, w, bias, c, ldc, n0, n1) == 0)
         return;
-    gemm_cols_direct(a, lda, m, w, bias, c, ldc, n0, n1);
+    if (m <= FEW_MAX_M && w->cols > 0)
+        gemm_few(a, lda, m, w, bias, c, ldc, n0, n1);
+    else
+        gemm_cols_direct(a, lda, m, w, bias, c, ldc, n0, n1);
 }
 
 /* ---- attention ------------------------------------------------------------------------- */
