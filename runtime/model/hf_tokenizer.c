@@ -30,6 +30,7 @@
 #include "base/buf.h"
 #include "base/utf8.h"
 #include "base/hash.h"
+#include "base/heap.h"
 #include "model/tokenizer.h"
 
 /* Texts above this are refused: offsets are 32-bit in places (as in the sentencepiece backend). */
@@ -1998,38 +1999,7 @@ static inline int merge_before(const bmerge *a, const bmerge *b)
     return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
 }
 
-static void heap_push(hf_enc *e, bmerge m)
-{
-    size_t i = e->n_heap++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!merge_before(&m, &e->heap[parent]))
-            break;
-        e->heap[i] = e->heap[parent];
-        i = parent;
-    }
-    e->heap[i] = m;
-}
-
-static bmerge heap_pop(hf_enc *e)
-{
-    bmerge top = e->heap[0], last = e->heap[--e->n_heap];
-    size_t n = e->n_heap, i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && merge_before(&e->heap[c + 1], &e->heap[c]))
-            c++;
-        if (!merge_before(&e->heap[c], &last))
-            break;
-        e->heap[i] = e->heap[c];
-        i = c;
-    }
-    if (n > 0)
-        e->heap[i] = last;
-    return top;
-}
+BRT_HEAP_DEFINE(merge_heap, bmerge, merge_before)
 
 static inline void try_merge(hf_enc *e, int32_t left)
 {
@@ -2039,7 +2009,7 @@ static inline void try_merge(hf_enc *e, int32_t left)
         return;
     int64_t slot = merge_find(t, e->syms[left].id, e->syms[right].id);
     if (slot >= 0)
-        heap_push(e, (bmerge){t->mrank[slot], left});
+        merge_heap_push(e->heap, &e->n_heap, (bmerge){t->mrank[slot], left});
 }
 
 static inline void add_sym(hf_enc *e, size_t *ns, int32_t id)
@@ -2153,7 +2123,7 @@ static void bpe_word(hf_enc *e, const char *s, size_t n)
     for (size_t i = 0; i + 1 < ns; i++)
         try_merge(e, (int32_t)i);
     while (e->n_heap > 0) {
-        bmerge m = heap_pop(e);
+        bmerge m = merge_heap_pop(e->heap, &e->n_heap);
         bsym *l = &e->syms[m.pos];
         if (l->id < 0 || l->next < 0)
             continue;

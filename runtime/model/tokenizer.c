@@ -17,6 +17,7 @@
 
 #include "base/buf.h"
 #include "base/hash.h"
+#include "base/heap.h"
 #include "model/tokenizer_impl.h"
 #include "sentencepiece_model.pb-c.h"
 
@@ -641,39 +642,7 @@ typedef struct encoder {
     int prev_unk;
 } encoder;
 
-static void heap_push(encoder *e, pair p)
-{
-    size_t i = e->n_heap++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_before(&p, &e->heap[parent]))
-            break;
-        e->heap[i] = e->heap[parent];
-        i = parent;
-    }
-    e->heap[i] = p;
-}
-
-static pair heap_pop(encoder *e)
-{
-    pair top = e->heap[0];
-    pair last = e->heap[--e->n_heap];
-    size_t n = e->n_heap, i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && pair_before(&e->heap[c + 1], &e->heap[c]))
-            c++;
-        if (!pair_before(&e->heap[c], &last))
-            break;
-        e->heap[i] = e->heap[c];
-        i = c;
-    }
-    if (n > 0)
-        e->heap[i] = last;
-    return top;
-}
+BRT_HEAP_DEFINE(pair_heap, pair, pair_before)
 
 static void try_pair(encoder *e, int32_t left, int32_t right)
 {
@@ -689,7 +658,7 @@ static void try_pair(encoder *e, int32_t left, int32_t right)
     int32_t id = table_find(tok, &tok->normal, e->norm + l->start, size);
     if (id < 0)
         return;
-    heap_push(e, (pair){tok->score[id], left, right, size});
+    pair_heap_push(e->heap, &e->n_heap, (pair){tok->score[id], left, right, size});
     int32_t slot = tok->unused_slot[id];
     if (slot >= 0) /* the latest pair wins, even one that is never merged: as sentencepiece */
         e->rev[slot] = (rev_merge){l->start, l->len, r->start, r->len, 1};
@@ -802,7 +771,7 @@ static void merge_and_emit(encoder *e, int32_t n_syms)
         for (int32_t i = w + 1; i < w_end; i++)
             try_pair(e, i - 1, i);
         while (e->n_heap > 0) {
-            pair p = heap_pop(e);
+            pair p = pair_heap_pop(e->heap, &e->n_heap);
             sym *l = &e->syms[p.left], *r = &e->syms[p.right];
             if (l->len == 0 || r->len == 0 || l->len + r->len != p.size)
                 continue;
