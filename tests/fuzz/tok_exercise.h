@@ -68,4 +68,21 @@ static inline void fuzz_tok_exercise(const brt_tokenizer *tok)
     }
 }
 
+/* Loads data as the tokenizer file `name` (its suffix picks the parser); one that loads must
+ * tokenize, one that does not must say why. */
+static inline void fuzz_tok_load(const char *name, const uint8_t *data, size_t size)
+{
+    const char *path = fuzz_write_file(name, data, size);
+    if (!path)
+        return;
+    brt_tokenizer *tok = NULL;
+    brt_err e;
+    brt_err_clear(&e);
+    if (brt_tokenizer_load(path, &tok, &e) == BRT_OK)
+        fuzz_tok_exercise(tok);
+    else
+        FUZZ_CHECK(tok == NULL && e.msg[0] != '\0');
+    brt_tokenizer_free(tok);
+}
+
 #endif
