@@ -725,6 +725,11 @@ static sym first_symbol(const brt_tokenizer *tok, const char *norm, size_t m, si
     }
     if (l == 0)
         l = (uint32_t)utf8_char_len((const unsigned char *)norm + i, m - i);
+    /* A model's own normalization rules can emit bytes that are not UTF-8 (the text was checked,
+     * the rules' output was not): such a byte is a symbol of its own (byte fallback or unknown),
+     * never one of length 0, which would never advance. */
+    if (l == 0)
+        l = 1;
     return (sym){(uint32_t)i, l, index - 1, -1, freeze};
 }
 

@@ -151,6 +151,11 @@ def model_corpora():
         st_small(("tests", "data", "golden", "llama-tiny", "golden.safetensors"), ids))
 
     put("tokenizer", "stories260K.model", read("models", "stories260K", "tokenizer.model"))
+    # regression: a normalization rule of the model emitting a byte that is not UTF-8 made a
+    # symbol of length 0, and encoding never advanced (allocating until out of memory)
+    put("tokenizer", "regress-normalized-non-utf8", __import__("base64").b64decode(
+        "Cg4KBTx1bms+FQAAAAAYAgoMCgPwn6YVAD5zABgECgkKAnYAFQAAAMMSSwoNZGF0YS90aW5vLnR4dBILZGF0YS90b2s2MDgYAiCABDAA"
+        "OgRcZXh0VQAAgD+AAQTIAQHQ+v5n/QHiAg4gXDM0MlwyMDFcMml0eQ=="))
 
     put("config", "stories260K.json", read("models", "stories260K", "config.json"))
     put("config", "tinystories-d64-l5.json", read("tests", "data", "tinystories-d64-l5-hf", "config.json"))
