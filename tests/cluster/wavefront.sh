@@ -7,10 +7,10 @@
 . "$(dirname "$0")/../lib/cluster.sh"
 
 M=$TMP/model
-$PYTHON "$BRT_SOURCE_DIR/tests/tools/make_model.py" "$M" --hidden 256 --layers 4 --inter 688 \
+$PYTHON "$BRT_SOURCE_DIR/tests/tools/make_model.py" "$M" --hidden 512 --layers 8 --inter 1376 \
     --set beacon_window=128 --set 'beacon_stride=[128]' --set 'beacon_ratio=[8]'
 $PYTHON "$BRT_SOURCE_DIR/tests/tools/make_batch.py" "$TMP/in.jsonl" text 1 3000
-brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$TMP/out.jsonl" --pp 2 --trace "$TMP/trace.jsonl" \
+brt_mpirun 2 run --model "$M" --input "$TMP/in.jsonl" --output "$TMP/out.jsonl" --pp 2 --threads 1 --trace "$TMP/trace.jsonl" \
     --quiet 2>"$TMP/err" || { cat "$TMP/err"; fail "the run failed"; }
 $PYTHON - "$TMP/trace.jsonl" <<'PY' || fail "no wavefront"
 import json, sys
@@ -23,11 +23,13 @@ def steps(stage):  # step index -> (t0, t1) for the one job
     return out
 s0, s1 = steps(0), steps(1)
 assert set(s0) == set(s1) and len(s0) > 10, (len(s0), len(s1))
-overlap = [k for k in s1 if k + 1 in s0 and s0[k + 1][0] < s1[k][1] and s1[k][0] < s0[k + 1][1]]
+# stage 0 starts window k+1 before stage 1 has finished window k (it may run further ahead when
+# it is the faster stage: that is the wavefront too)
+overlap = [k for k in s1 if k + 1 in s0 and s0[k + 1][0] < s1[k][1]]
 # windows must also leave stage 0 in order and reach stage 1 only after leaving stage 0
 assert all(s0[k][1] <= s1[k][0] + 1e-6 for k in s0), "a window ran on stage 1 before stage 0 finished it"
-print(f"{len(s0)} steps of one document; stage 1 ran window k while stage 0 ran window k+1 for {len(overlap)} of them")
-assert len(overlap) >= len(s0) // 4, "stage 0 waited for stage 1 instead of starting the next window"
+print(f"{len(s0)} steps of one document; stage 0 started window k+1 before stage 1 finished window k for {len(overlap)} of them")
+assert len(overlap) >= len(s0) // 2, "stage 0 waited for stage 1 instead of starting the next window"
 for t in ranks.values():
     print(f"stage {t['stage']}: busy {t['busy_s']:.2f}s of {t['wall_s']:.2f}s")
 PY
