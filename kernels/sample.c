@@ -100,15 +100,25 @@ int32_t brt_sample(const float *logits, int32_t n, float temperature, float top_
     return (int32_t)work[2 * (cut - 1) + 1];
 }
 
+int brt_logit_needs_lse(const brt_logit_req *req)
+{
+    return req->target >= 0 || req->top_k > 0 || req->sample;
+}
+
 void brt_logit_row(const float *lg, int32_t n, const brt_logit_req *req, brt_logit_out *out, float *work)
+{
+    brt_logit_row_lse(lg, n, brt_logit_needs_lse(req) ? brt_logsumexp(lg, n) : NAN, req, out, work);
+}
+
+void brt_logit_row_lse(const float *lg, int32_t n, double lse, const brt_logit_req *req, brt_logit_out *out,
+                       float *work)
 {
     const int32_t k = req->top_k < 0 ? 0 : req->top_k > BRT_TOP_K_MAX ? BRT_TOP_K_MAX : req->top_k;
     out->sampled = -1;
     out->sampled_logprob = 0;
     out->target_logprob = NAN;
-    if (req->target < 0 && !k && !req->sample)
+    if (!brt_logit_needs_lse(req))
         return;
-    const double lse = brt_logsumexp(lg, n);
     if (req->target >= 0 && req->target < n)
         out->target_logprob = (float)(lg[req->target] - lse);
     if (k)

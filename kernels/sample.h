@@ -22,5 +22,11 @@ void brt_top_logprobs(const float *logits, int32_t n, double lse, int32_t k, brt
 double brt_rand_uniform(uint64_t seed, uint64_t draw);
 /* One row of the logit_rows op. work: [2 * n] floats. */
 void brt_logit_row(const float *logits, int32_t n, const brt_logit_req *req, brt_logit_out *out, float *work);
+/* Whether a request needs log(sum(exp(logits))): a target, top-k or a draw. */
+int brt_logit_needs_lse(const brt_logit_req *req);
+/* brt_logit_row with the row's log-sum-exp computed by the caller (a backend's own, within the
+ * op tests' tolerance of brt_logsumexp; unused when brt_logit_needs_lse is 0). */
+void brt_logit_row_lse(const float *logits, int32_t n, double lse, const brt_logit_req *req, brt_logit_out *out,
+                       float *work);
 
 #endif

@@ -47,8 +47,9 @@ static brt_status cpu_gemm(brt_backend *be, brt_mat a, int64_t m, const brt_weig
         /* many rows: split rows only. A task packs its own rows of A once and streams all the
          * weights past them (it would do that per block of rows anyway); split by columns, every
          * task would pack all of A again. Tasks of 96 rows or more, T to 4T of them (one task on
-         * one thread) */
-        row_tasks = T == 1 ? 1 : m / 96 < T * 4 ? m / 96 : T * 4;
+         * one thread), a multiple of T so that every thread gets the same share (5 tasks on 2
+         * threads would leave one thread idle for a fifth of the time) */
+        row_tasks = T == 1 ? 1 : m / 96 < T * 4 ? m / 96 / T * T : T * 4;
     } else {
         /* few rows (the weights are read in place): columns first (weights are read once per
          * column chunk, and a chunk's rows stay near in cache from one k block to the next); rows
@@ -315,19 +316,44 @@ static brt_status cpu_attention(brt_backend *be, const brt_attn_args *a, brt_err
 
 /* ---- logits to results ------------------------------------------------------------------- */
 
+typedef struct {
+    const cpu_impl *ci;
+    brt_mat logits;
+    int32_t vocab;
+    const brt_logit_req *req;
+    brt_logit_out *out;
+} logit_job;
+
+/* one row: the SIMD log-sum-exp (the plain-C one where the row is not all finite), then the
+ * reference's top-k and draw on this thread's scratch */
+static void logit_task(void *arg, int64_t i, int thread)
+{
+    const logit_job *j = arg;
+    const float *lg = (const float *)cpu_ptr(brt_mat_row(j->logits, i));
+    double lse = NAN;
+    if (brt_logit_needs_lse(&j->req[i])) {
+        lse = j->ci->simd->logsumexp_row(lg, j->vocab);
+        if (isnan(lse))
+            lse = brt_logsumexp(lg, j->vocab);
+    }
+    brt_logit_row_lse(lg, j->vocab, lse, &j->req[i], &j->out[i], j->ci->work + (int64_t)thread * 2 * j->vocab);
+}
+
+/* Rows go over the pool (prompt log-probabilities ask for every position of a window). */
 static brt_status cpu_logit_rows(brt_backend *be, brt_mat logits, int64_t n, int32_t vocab, const brt_logit_req *req,
                                  brt_logit_out *out, brt_err *err)
 {
     cpu_impl *ci = cpu_of(be);
-    if ((int64_t)vocab * 2 > ci->work_floats) {
-        float *w = realloc(ci->work, (size_t)vocab * 2 * sizeof(float));
+    const int64_t need = (int64_t)vocab * 2 * be->n_threads; /* [threads][2 * vocab] */
+    if (need > ci->work_floats) {
+        float *w = realloc(ci->work, (size_t)need * sizeof(float));
         if (!w)
             return brt_errf(err, BRT_ERR_NOMEM, "out of memory sampling over %d tokens", vocab);
         ci->work = w;
-        ci->work_floats = (int64_t)vocab * 2;
+        ci->work_floats = need;
     }
-    for (int64_t i = 0; i < n; i++)
-        brt_logit_row((const float *)cpu_ptr(brt_mat_row(logits, i)), vocab, &req[i], &out[i], ci->work);
+    logit_job j = {ci, logits, vocab, req, out};
+    brt_pool_run(ci->pool, n, logit_task, &j);
     return BRT_OK;
 }
 

@@ -14,7 +14,7 @@ typedef struct cpu_impl {
     brt_cpu_kv_span *spans;     /* attention: the views resolved, [spans_cap] */
     brt_cpu_attn_seg *segs;     /* [segs_cap] */
     int64_t spans_cap, segs_cap;
-    float *work;                /* logit_rows: [work_floats] */
+    float *work;                /* logit_rows: [threads][2 * vocab] (work_floats in all) */
     int64_t work_floats;
 } cpu_impl;
 

@@ -961,6 +961,41 @@ static void rope_row(float *x, int32_t heads, int32_t hd, const float *cs, const
     }
 }
 
+/* log(sum(exp(x))) for log-probabilities over a vocabulary: the max, then exp(x - max) in f32
+ * lanes added lane-wise in double, the lanes then in order. NAN where x holds a NaN or an
+ * infinity (x * 0 is then not 0): the caller takes the plain-C reference for those. */
+static double logsumexp_row(const float *x, int64_t n)
+{
+    vf mx = v_set1(-INFINITY), nonfinite = v_zero();
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        const vf v = v_load(x + i);
+        mx = v_max(mx, v);
+        nonfinite = v_fma(v, v_zero(), nonfinite);
+    }
+    float m = v_hmax(mx), bad = v_hsum(nonfinite);
+    for (int64_t t = i; t < n; t++) {
+        m = x[t] > m ? x[t] : m;
+        bad += x[t] * 0.0f;
+    }
+    if (bad != 0.0f || !isfinite(m))
+        return NAN;
+    const vf mv = v_set1(m);
+    double lane[VL] = {0};
+    _Alignas(64) float e[VL];
+    for (int64_t j = 0; j < i; j += VL) {
+        v_store(e, v_exp(v_sub(v_load(x + j), mv)));
+        for (int l = 0; l < VL; l++)
+            lane[l] += e[l];
+    }
+    double sum = 0;
+    for (int l = 0; l < VL; l++)
+        sum += lane[l];
+    for (; i < n; i++)
+        sum += exp((double)x[i] - m);
+    return m + log(sum);
+}
+
 static void to_f32_row(const void *src, brt_dtype dt, float *dst, int64_t n)
 {
     if (dt == BRT_DT_F32) {
@@ -992,4 +1027,5 @@ const brt_simd_ops ISA_SUFFIX(brt_simd) = {
     .add_row = add_row,
     .rope_row = rope_row,
     .to_f32_row = to_f32_row,
+    .logsumexp_row = logsumexp_row,
 };

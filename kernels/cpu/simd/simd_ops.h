@@ -47,6 +47,8 @@ typedef struct brt_simd_ops {
     void (*add_row)(float *y, const float *x, int64_t n);
     void (*rope_row)(float *x, int32_t heads, int32_t head_dim, const float *cos, const float *sin);
     void (*to_f32_row)(const void *src, brt_dtype dt, float *dst, int64_t n);
+    /* log(sum(exp(x[0..n)))) within 1e-6 of brt_logsumexp; NAN where x is not all finite */
+    double (*logsumexp_row)(const float *x, int64_t n);
 } brt_simd_ops;
 
 #define BRT_ATTN_QV_MAX 512  /* query vectors per attention task */
