@@ -31,6 +31,7 @@
 #include "base/utf8.h"
 #include "base/hash.h"
 #include "base/heap.h"
+#include "base/piece_index.h"
 #include "model/tokenizer.h"
 
 /* Texts above this are refused: offsets are 32-bit in places (as in the sentencepiece backend). */
@@ -127,8 +128,6 @@ static inline uint64_t mix64(uint64_t x)
     return x;
 }
 
-static inline uint64_t hash_str(const char *s, size_t n) { return mix64(brt_fnv1a(BRT_FNV_INIT, s, n)); }
-
 /* GPT-2's byte <-> unicode map (the ByteLevel pre-tokenizer and decoder): printable Latin-1
  * bytes stand for themselves, the other 68 bytes for U+0100.. in byte order. */
 static void byte_level_map(uint32_t cp[256])
@@ -142,11 +141,6 @@ static void byte_level_map(uint32_t cp[256])
 
 /* ---- data structures --------------------------------------------------------------------- */
 
-/* Open-addressing map from a string to an id; the strings are the tokenizer's pieces. */
-typedef struct strtab {
-    int32_t *slots; /* [mask + 1], -1 = empty */
-    size_t mask;
-} strtab;
 
 /* A regex (Oniguruma syntax in the file, compiled by PCRE2) or a literal string. */
 typedef struct hf_pattern {
@@ -215,8 +209,8 @@ struct brt_hf_tokenizer {
     char *bpool; /* brt_hf_token_bytes of every id */
     uint32_t *boff, *blen;
     size_t max_token_bytes;
-    strtab vocab; /* the BPE model's vocabulary */
-    strtab added; /* added-token contents */
+    brt_piece_index vocab; /* the BPE model's vocabulary */
+    brt_piece_index added; /* added-token contents */
 
     /* BPE: merges as (left id, right id) -> (rank, merged id) */
     uint64_t *mkey; /* [mmask + 1], UINT64_MAX = empty */
@@ -256,50 +250,11 @@ struct brt_hf_tokenizer {
 
 /* ---- string tables ------------------------------------------------------------------------ */
 
-static int strtab_init(strtab *t, size_t n)
-{
-    size_t cap = 16;
-    while (cap < 2 * n + 1)
-        cap <<= 1;
-    t->slots = malloc(cap * sizeof *t->slots);
-    if (!t->slots)
-        return -1;
-    memset(t->slots, 0xFF, cap * sizeof *t->slots);
-    t->mask = cap - 1;
-    return 0;
-}
+static brt_pieces pieces_of(const brt_hf_tokenizer *t) { return (brt_pieces){t->pool, t->off, t->len}; }
 
-static int32_t strtab_find(const brt_hf_tokenizer *t, const strtab *tab, const char *s, size_t n)
+static int32_t strtab_find(const brt_hf_tokenizer *t, const brt_piece_index *tab, const char *s, size_t n)
 {
-    if (!tab->slots)
-        return -1;
-    size_t i = (size_t)hash_str(s, n) & tab->mask;
-    for (;;) {
-        int32_t id = tab->slots[i];
-        if (id < 0)
-            return -1;
-        if (t->len[id] == n && memcmp(t->pool + t->off[id], s, n) == 0)
-            return id;
-        i = (i + 1) & tab->mask;
-    }
-}
-
-/* Adds id under its piece string; returns -1 when added, else the id already there. */
-static int32_t strtab_add(const brt_hf_tokenizer *t, strtab *tab, int32_t id)
-{
-    const char *s = t->pool + t->off[id];
-    size_t n = t->len[id];
-    size_t i = (size_t)hash_str(s, n) & tab->mask;
-    for (;;) {
-        int32_t cur = tab->slots[i];
-        if (cur < 0) {
-            tab->slots[i] = id;
-            return -1;
-        }
-        if (t->len[cur] == n && memcmp(t->pool + t->off[cur], s, n) == 0)
-            return cur;
-        i = (i + 1) & tab->mask;
-    }
+    return brt_piece_index_find(tab, pieces_of(t), s, n);
 }
 
 /* ---- merges ------------------------------------------------------------------------------- */
@@ -1296,8 +1251,8 @@ static brt_status build_pieces(brt_hf_tokenizer *t, const id_str *ids, int32_t n
     t->off = malloc((size_t)n * sizeof *t->off);
     t->len = malloc((size_t)n * sizeof *t->len);
     t->type = calloc((size_t)n, 1);
-    if (!t->pool || !t->off || !t->len || !t->type || strtab_init(&t->vocab, (size_t)n) ||
-        strtab_init(&t->added, (size_t)t->n_atok))
+    if (!t->pool || !t->off || !t->len || !t->type || brt_piece_index_init(&t->vocab, (size_t)n) ||
+        brt_piece_index_init(&t->added, (size_t)t->n_atok))
         return brt_errf(err, BRT_ERR_NOMEM, "%s: out of memory for %d tokens", t->path, n);
     size_t at = 0;
     t->pool[at++] = '\0'; /* ids no token holds point here */
@@ -1315,9 +1270,9 @@ static brt_status build_pieces(brt_hf_tokenizer *t, const id_str *ids, int32_t n
     }
     for (int32_t i = 0; i < n; i++)
         if (ids[i].vocab)
-            (void)strtab_add(t, &t->vocab, i); /* duplicates were refused */
+            (void)brt_piece_index_add(&t->vocab, pieces_of(t), i); /* duplicates were refused */
     for (int k = 0; k < t->n_atok; k++) {
-        int32_t dup = strtab_add(t, &t->added, t->atok[k].id);
+        int32_t dup = brt_piece_index_add(&t->added, pieces_of(t), t->atok[k].id);
         if (dup >= 0)
             return brt_errf(err, BRT_ERR_FORMAT, "%s: added_tokens: \"%s\" is there twice (ids %d and %d)", t->path,
                             t->pool + t->off[dup], dup, t->atok[k].id);
@@ -1927,8 +1882,8 @@ void brt_hf_free(brt_hf_tokenizer *t)
     free(t->mkey);
     free(t->mrank);
     free(t->mnew);
-    free(t->vocab.slots);
-    free(t->added.slots);
+    brt_piece_index_free(&t->vocab);
+    brt_piece_index_free(&t->added);
     free(t->pool);
     free(t->off);
     free(t->len);

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "base/buf.h"
-#include "base/hash.h"
 #include "base/heap.h"
+#include "base/piece_index.h"
 #include "model/tokenizer_impl.h"
 #include "sentencepiece_model.pb-c.h"
 
@@ -28,12 +28,6 @@
 #define MAX_TEXT_BYTES ((size_t)1 << 29)
 
 enum { PT_NORMAL = 1, PT_UNKNOWN = 2, PT_CONTROL = 3, PT_USER = 4, PT_UNUSED = 5, PT_BYTE = 6 };
-
-/* Open-addressing hash set of piece ids keyed by piece bytes; -1 marks an empty slot. */
-typedef struct piece_table {
-    int32_t *slots; /* [mask + 1] */
-    size_t mask;
-} piece_table;
 
 struct brt_tokenizer {
     brt_hf_tokenizer *hf; /* set: a tokenizer.json, nothing below is used */
@@ -48,8 +42,8 @@ struct brt_tokenizer {
 
     /* sentencepiece keeps two maps: pieces that BPE may produce (NORMAL, USER_DEFINED, UNUSED)
      * and the rest; a lookup tries the first, then the second. */
-    piece_table normal;
-    piece_table reserved;
+    brt_piece_index normal;
+    brt_piece_index reserved;
     uint32_t max_normal_len; /* no merge can produce a longer piece: skip the lookup */
 
     /* USER_DEFINED pieces are matched as whole symbols before BPE (longest first). */
@@ -110,54 +104,11 @@ static size_t utf8_char_len(const unsigned char *s, size_t avail)
 
 /* ---- piece tables ----------------------------------------------------------------------- */
 
-static uint64_t hash_bytes(const char *s, size_t n)
-{
-    uint64_t h = brt_fnv1a(BRT_FNV_INIT, s, n);
-    return h ^ (h >> 29);
-}
+static brt_pieces pieces_of(const brt_tokenizer *tok) { return (brt_pieces){tok->pool, tok->off, tok->len}; }
 
-static int table_init(piece_table *t, size_t n)
+static int32_t table_find(const brt_tokenizer *tok, const brt_piece_index *t, const char *s, size_t n)
 {
-    size_t cap = 16;
-    while (cap < 2 * n + 1)
-        cap <<= 1;
-    t->slots = malloc(cap * sizeof *t->slots);
-    if (!t->slots)
-        return -1;
-    memset(t->slots, 0xFF, cap * sizeof *t->slots); /* all -1 */
-    t->mask = cap - 1;
-    return 0;
-}
-
-static int32_t table_find(const brt_tokenizer *tok, const piece_table *t, const char *s, size_t n)
-{
-    size_t i = (size_t)hash_bytes(s, n) & t->mask;
-    for (;;) {
-        int32_t id = t->slots[i];
-        if (id < 0)
-            return -1;
-        if (tok->len[id] == n && memcmp(tok->pool + tok->off[id], s, n) == 0)
-            return id;
-        i = (i + 1) & t->mask;
-    }
-}
-
-/* Returns -1 when added, or the id already holding the same piece. */
-static int32_t table_add(brt_tokenizer *tok, piece_table *t, int32_t id)
-{
-    const char *s = tok->pool + tok->off[id];
-    size_t n = tok->len[id];
-    size_t i = (size_t)hash_bytes(s, n) & t->mask;
-    for (;;) {
-        int32_t cur = t->slots[i];
-        if (cur < 0) {
-            t->slots[i] = id;
-            return -1;
-        }
-        if (tok->len[cur] == n && memcmp(tok->pool + tok->off[cur], s, n) == 0)
-            return cur;
-        i = (i + 1) & t->mask;
-    }
+    return brt_piece_index_find(t, pieces_of(tok), s, n);
 }
 
 static int32_t lookup_any(const brt_tokenizer *tok, const char *s, size_t n)
@@ -298,7 +249,7 @@ static brt_status build(brt_tokenizer *tok, const Sentencepiece__ModelProto *m, 
     tok->byte_val = malloc((size_t)n * sizeof *tok->byte_val);
     tok->unused_slot = malloc((size_t)n * sizeof *tok->unused_slot);
     if (!tok->pool || !tok->off || !tok->len || !tok->score || !tok->type || !tok->byte_val ||
-        !tok->unused_slot || table_init(&tok->normal, (size_t)n) || table_init(&tok->reserved, (size_t)n))
+        !tok->unused_slot || brt_piece_index_init(&tok->normal, (size_t)n) || brt_piece_index_init(&tok->reserved, (size_t)n))
         return brt_errf(err, BRT_ERR_NOMEM, "tokenizer %s: out of memory for %d pieces", path, n);
 
     size_t at = 0;
@@ -326,7 +277,7 @@ static brt_status build(brt_tokenizer *tok, const Sentencepiece__ModelProto *m, 
         const char *s = tok->pool + tok->off[i];
         int t = tok->type[i];
         int normal = (t == PT_NORMAL || t == PT_USER || t == PT_UNUSED);
-        int32_t dup = table_add(tok, normal ? &tok->normal : &tok->reserved, i);
+        int32_t dup = brt_piece_index_add(normal ? &tok->normal : &tok->reserved, pieces_of(tok), i);
         if (dup >= 0)
             return brt_errf(err, BRT_ERR_FORMAT, "tokenizer %s: piece %d ('%s') duplicates piece %d",
                             path, i, s, dup);
@@ -525,8 +476,8 @@ void brt_tokenizer_free(brt_tokenizer *tok)
     free(tok->type);
     free(tok->byte_val);
     free(tok->unused_slot);
-    free(tok->normal.slots);
-    free(tok->reserved.slots);
+    brt_piece_index_free(&tok->normal);
+    brt_piece_index_free(&tok->reserved);
     free(tok->user_lens);
     free(tok->unk_surface);
     free(tok);
