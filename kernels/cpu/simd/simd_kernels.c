@@ -85,9 +85,18 @@ DEFINE_TILE(tile_f32, float, LOADW_F32)
 DEFINE_TILE(tile_bf16, uint16_t, LOADW_BF16)
 DEFINE_TILE(tile_f16, uint16_t, LOADW_F16)
 
-/* K is processed in fixed blocks of GEMM_KC (so a weight tile and an activation tile stay in
- * L1); each output is then ((block0 + block1) + ...) + bias, an order fixed by K alone. */
+/* K is processed in blocks of GEMM_KC (so a weight tile and an activation tile stay in L1),
+ * the last one taking a remainder of up to GEMM_KC / 4 with it: K = 576 (SmolLM2) is one block, not
+ * 512 + 64, whose reduction and update of c would cost as much as its FMAs. Each output is then
+ * ((block0 + block1) + ...) + bias, an order fixed by K alone. */
 #define GEMM_KC 512
+#define GEMM_KC_MAX (GEMM_KC + GEMM_KC / 4)
+
+/* length of the k block that starts at k0 */
+static inline int64_t k_block(int64_t K, int64_t k0)
+{
+    return K - k0 <= GEMM_KC_MAX ? K - k0 : GEMM_KC;
+}
 
 static void gemm_cols_direct(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
                              float *c, int64_t ldc, int64_t n0, int64_t n1)
@@ -96,13 +105,12 @@ static void gemm_cols_direct(const float *a, int64_t lda, int64_t m, const brt_w
     const size_t es = brt_dtype_size(w->dtype);
     const int has_bias = bias && bias->data;
     /* rows of A per block: keep the block in L2 while the weight tiles stream past it */
-    int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
-    int64_t mb = (int64_t)(256 * 1024) / (kc_max * 4);
+    int64_t mb = (int64_t)(256 * 1024) / (k_block(K, 0) * 4);
     mb = mb < MR ? MR : mb - mb % MR;
     for (int64_t m0 = 0; m0 < m; m0 += mb) {
         int64_t m1 = m0 + mb < m ? m0 + mb : m;
-        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
-            const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+        for (int64_t k0 = 0, kc; k0 < K; k0 += kc) {
+            kc = k_block(K, k0);
             const int first = k0 == 0, last = k0 + kc == K;
             for (int64_t j0 = n0; j0 < n1; j0 += NR) {
                 const void *wr[NR];
@@ -219,8 +227,8 @@ static inline __attribute__((always_inline)) void gemm_few_dt(const int dt, cons
         /* the next group's bytes, contiguous: prefetched over this group's steps */
         const char *pf = j0 + NR < n1 ? wd + (size_t)(j0 + NR) * (size_t)K * (size_t)es : NULL;
         float res[FEW_MAX_M][NR];
-        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
-            const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+        for (int64_t k0 = 0, kc; k0 < K; k0 += kc) {
+            kc = k_block(K, k0);
             const void *wr[NR];
             for (int j = 0; j < NR; j++)
                 wr[j] = j < cols ? (const void *)(wd + ((size_t)(j0 + j) * (size_t)K + (size_t)k0) * (size_t)es)
@@ -277,7 +285,7 @@ static void gemm_few(const float *a, int64_t lda, int64_t m, const brt_weight *w
  * c = c + block, + bias after the last block. */
 #define PMR GEMM_PMR
 #define PNR GEMM_PNR
-#define GEMM_KS ((GEMM_KC + VL - 1) / VL) /* vector steps in a full k block */
+#define GEMM_KS ((GEMM_KC_MAX + VL - 1) / VL) /* vector steps in the longest k block */
 
 /* rows x kc of A (row stride lda) into tiles of PMR rows; rows past `rows` and k past kc are 0 */
 static void pack_a(const float *a, int64_t lda, int64_t rows, int64_t kc, float *ap)
@@ -436,10 +444,11 @@ static int gemm_packed(const float *a, int64_t lda, int64_t m, const brt_weight 
     const int has_bias = bias && bias->data;
     if (K <= 0)
         return -1;
-    const int64_t kc_max = K < GEMM_KC ? K : GEMM_KC, steps_max = (kc_max + VL - 1) / VL;
-    /* rows of A per block: the packed block (384 KiB at most) stays in L2 while the weight tiles
-     * go past it; blocks of about equal size */
-    int64_t mb = (int64_t)(384 * 1024) / (steps_max * VL * 4);
+    /* the A buffer holds the longest k block (the last may reach GEMM_KC_MAX); its rows are set
+     * by the first: the packed block (about 384 KiB) stays in L2 while the weight tiles go past
+     * it; blocks of about equal size */
+    const int64_t kc_max = K < GEMM_KC_MAX ? K : GEMM_KC_MAX, steps_max = (kc_max + VL - 1) / VL;
+    int64_t mb = (int64_t)(384 * 1024) / (((k_block(K, 0) + VL - 1) / VL) * VL * 4);
     mb = mb < PMR ? PMR : mb - mb % PMR;
     const int64_t nblk = (m + mb - 1) / mb;
     mb = ((m + nblk - 1) / nblk + PMR - 1) / PMR * PMR;
@@ -450,8 +459,9 @@ static int gemm_packed(const float *a, int64_t lda, int64_t m, const brt_weight 
     _Alignas(64) float wp[GEMM_KS * PNR * VL];
     for (int64_t m0 = 0; m0 < m; m0 += mb) {
         const int64_t rows = m0 + mb < m ? mb : m - m0;
-        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
-            const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC, steps = (kc + VL - 1) / VL;
+        for (int64_t k0 = 0, kc; k0 < K; k0 += kc) {
+            kc = k_block(K, k0);
+            const int64_t steps = (kc + VL - 1) / VL;
             const int first = k0 == 0, last = k0 + kc == K;
             pack_a(a + m0 * lda + k0, lda, rows, kc, ap);
             for (int64_t j0 = n0; j0 < n1; j0 += PNR) {
