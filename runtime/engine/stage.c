@@ -14,7 +14,7 @@
 #include "engine/policy.h"
 
 #define LOGIT_ROWS 256 /* at most, rows of logits computed at a time on the last stage */
-#define LOGIT_BYTES (32 << 20) /* what the logits buffer may take before its rows drop to 64 */
+#define LOGIT_BYTES (32 << 20) /* the logits buffer's size within which its rows are chosen */
 #define ALIGN 256      /* bytes: activation buffers start on this boundary */
 
 /* The activation buffers, as offsets into one backend buffer. */
@@ -35,7 +35,8 @@ static int64_t place(int64_t *at, int64_t floats)
  * mid model ran at 70% of the FMA peak. */
 static int32_t logit_rows_of(const brt_model_config *c, int32_t max_rows)
 {
-    int64_t n = LOGIT_BYTES / ((int64_t)c->vocab_size * (int64_t)sizeof(float) + 1);
+    const int64_t row_bytes = (int64_t)(c->vocab_size > 0 ? c->vocab_size : 1) * (int64_t)sizeof(float);
+    int64_t n = LOGIT_BYTES / row_bytes;
     n = n < 64 ? 64 : n > LOGIT_ROWS ? LOGIT_ROWS : n;
     return (int32_t)(n < max_rows ? n : max_rows > 0 ? max_rows : 1);
 }
