@@ -1291,11 +1291,13 @@ static void attn_multi(suite *S, int32_t gqa, int32_t hd, brt_dtype kvdt)
 }
 
 /* One job over a long context: n_keys keys in spans of 700..2600 slots from 8 blocks in shuffled
- * order, 3 query rows: causal over everything, beacon-like (the first 1/16 of the keys + a middle
- * stretch + itself), and everything. */
+ * order, 6 query rows: causal over everything, beacon-like (the first 1/16 of the keys + a middle
+ * stretch + itself), everything, a window starting off any tile boundary, the first 37 keys + the
+ * last two thirds, causal. Then each row alone in its own call, which must give the same bits:
+ * with 6 rows the kernel takes several query vectors at once where alone it takes one row's. */
 static void attn_long(suite *S, int32_t gqa, int32_t hd, brt_dtype kvdt, int32_t n_keys)
 {
-    enum { NB = 8, ROWS = 3 };
+    enum { NB = 8, ROWS = 6 };
     const int32_t P = n_keys - ROWS;
     char tag[64];
     snprintf(tag, sizeof tag, "attention long %d %d %d", gqa, hd, n_keys);
@@ -1318,10 +1320,12 @@ static void attn_long(suite *S, int32_t gqa, int32_t hd, brt_dtype kvdt, int32_t
         sp_block[i] = sp_block[j], sp_n[i] = sp_n[j];
         sp_block[j] = tb, sp_n[j] = tn;
     }
-    char name[200];
+    char name[200], pname[240];
     snprintf(name, sizeof name, "attention gqa=%d hd=%d keys=%d in %d spans rows=%d %s spans (causal, beacon-like)",
              gqa, hd, n_keys, n_sp + 1, ROWS, dt_name(kvdt));
-    if (!wanted(S, name))
+    snprintf(pname, sizeof pname, "packing attention gqa=%d hd=%d keys=%d %s spans: each of the %d rows alone = all together",
+             gqa, hd, n_keys, dt_name(kvdt), ROWS);
+    if (!wanted(S, name) && !wanted(S, pname))
         return;
     brt_backend *be = S->be;
     attn_ctx A;
@@ -1334,8 +1338,12 @@ static void attn_long(suite *S, int32_t gqa, int32_t hd, brt_dtype kvdt, int32_t
     for (int i = 0; i < n_sp; i++)
         seg_pool_span(g, &bl[sp_block[i]], sp_n[i], A.kvd);
     seg_current_span(g, &A);
-    brt_attn_vis vis[ROWS] = {vis1(0, P + 1), {{0, P / 2 - P / 8, P + 1}, {P / 16, P / 2 + P / 7, P + 2}, 3},
-                              vis1(0, P + 3)};
+    brt_attn_vis vis[ROWS] = {vis1(0, P + 1),
+                              {{0, P / 2 - P / 8, P + 1}, {P / 16, P / 2 + P / 7, P + 2}, 3},
+                              vis1(0, P + 3),
+                              vis1(P / 5 + 7, P + 4),
+                              {{0, P / 3 + 5}, {37, P + 5}, 2},
+                              vis1(0, P + 6)};
     g->vis = vis;
     tb_upload(S, A.qkv);
     for (int b = 0; b < NB; b++) {
@@ -1348,7 +1356,25 @@ static void attn_long(suite *S, int32_t gqa, int32_t hd, brt_dtype kvdt, int32_t
     brt_attn_seg seg = seg_arg(&A, g, A.out, 0, ROWS);
     const brt_attn_args args = {&seg, 1, A.nh, A.nkv, hd, scale_div};
     CALL(S, be->attention(be, &args, &S->err));
+    const int failed = S->bad;
     report(S, name, tb_check(S, A.out, A.ldo), tol(S, T_ATTN));
+    S->bad = failed;
+
+    tbuf *out2 = tb_new(S, A.out->n, BRT_DT_F32); /* [1 + rows, ldo] f32 */
+    for (int32_t r = 0; r < ROWS; r++) {
+        brt_attn_seg one = seg_arg(&A, g, out2, r, 1);
+        const brt_attn_args a1 = {&one, 1, A.nh, A.nkv, hd, scale_div};
+        CALL(S, be->attention(be, &a1, &S->err));
+    }
+    tb_download(S, out2);
+    int64_t differing = 0;
+    double diff = 0;
+    for (int32_t r = 0; r < ROWS; r++) {
+        const double e = bit_diff(out2->got + (1 + r) * A.ldo, A.out->got + (1 + r) * A.ldo, (int64_t)A.nh * hd,
+                                  &differing);
+        diff = e > diff ? e : diff;
+    }
+    report_packing(S, pname, diff, differing);
     free(g);
     end_group(S);
 }

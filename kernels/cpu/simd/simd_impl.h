@@ -56,11 +56,15 @@ static inline float v_hmax(vf x)
 }
 /* y where x >= t, else 0 */
 static inline vf v_keep_ge(vf x, float t, vf y) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(t), _CMP_GE_OQ), y); }
+/* bit l set where lane l of a != lane l of b (C's !=: true when either is NaN) */
+static inline uint32_t v_ne_bits(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ); }
 /* x in the lanes whose bit of `bits` is set, fill in the others */
 static inline vf v_keep_bits(vf x, uint32_t bits, float fill)
 {
     return _mm512_mask_blend_ps((__mmask16)bits, _mm512_set1_ps(fill), x);
 }
+/* x in the lanes whose bit of `bits` is set, y in the others */
+static inline vf v_select_bits(uint32_t bits, vf x, vf y) { return _mm512_mask_blend_ps((__mmask16)bits, y, x); }
 /* r[i][j] <- r[j][i]: 16 x 16 in registers (pairs, then quads, then 128-bit blocks) */
 static inline void v_transpose(vf r[VL])
 {
@@ -137,12 +141,14 @@ static inline float v_hmax(vf x)
     return _mm_cvtss_f32(b);
 }
 static inline vf v_keep_ge(vf x, float t, vf y) { return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(t), _CMP_GE_OQ), y); }
-static inline vf v_keep_bits(vf x, uint32_t bits, float fill)
+static inline uint32_t v_ne_bits(vf a, vf b) { return (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_NEQ_UQ)); }
+static inline vf v_select_bits(uint32_t bits, vf x, vf y)
 {
     const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     __m256i on = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)bits), lane), lane);
-    return _mm256_blendv_ps(_mm256_set1_ps(fill), x, _mm256_castsi256_ps(on));
+    return _mm256_blendv_ps(y, x, _mm256_castsi256_ps(on));
 }
+static inline vf v_keep_bits(vf x, uint32_t bits, float fill) { return v_select_bits(bits, x, _mm256_set1_ps(fill)); }
 static inline void v_transpose(vf r[VL])
 {
     __m256 t[8], u[8];
@@ -234,7 +240,15 @@ static inline float v_hmax(vf x)
     return m;
 }
 static inline vf v_keep_ge(vf x, float t, vf y) { VF_LOOP(x.x[l_] >= t ? y.x[l_] : 0.0f); }
+static inline uint32_t v_ne_bits(vf a, vf b)
+{
+    uint32_t m = 0;
+    for (int l = 0; l < VL; l++)
+        m |= (uint32_t)(a.x[l] != b.x[l]) << l;
+    return m;
+}
 static inline vf v_keep_bits(vf x, uint32_t bits, float fill) { VF_LOOP(bits >> l_ & 1u ? x.x[l_] : fill); }
+static inline vf v_select_bits(uint32_t bits, vf x, vf y) { VF_LOOP(bits >> l_ & 1u ? x.x[l_] : y.x[l_]); }
 static inline void v_transpose(vf r[VL])
 {
     vf t[VL];
@@ -250,6 +264,17 @@ static inline void v_transpose(vf r[VL])
 #define GEMM_PNR 4
 #define GEMM_SPLIT_NR 4
 #endif
+
+/* Lane l of the result = v_hsum of (r[0][l], r[1][l], ..., r[VL-1][l]): every v_hsum above is
+ * the same halving tree (element i + element i + n/2, down to one), here taken across vectors
+ * instead of across lanes, so the two give the same bits. r is overwritten. */
+static inline vf v_hsum_lanes(vf r[VL])
+{
+    for (int h = VL / 2; h >= 1; h /= 2)
+        for (int i = 0; i < h; i++)
+            r[i] = v_add(r[i], r[i + h]);
+    return r[0];
+}
 
 /* exp(x) for the softmax and SiLU: Cephes-style range reduction and polynomial (~1 ulp),
  * the same on every lane and every call. exp(-inf) = 0. */

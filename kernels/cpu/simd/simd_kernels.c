@@ -10,7 +10,10 @@
  *
  * Attention: per (segment, kv head, block of query vectors), key tiles of BRT_ATTN_TILE keys
  * aligned on key index; online softmax in f32. A tile with no visible key for a query vector
- * leaves its state untouched, so a row's result depends only on its own visible keys. */
+ * leaves its state untouched, so a row's result depends only on its own visible keys. Query
+ * vectors go VL at a time "key-major" (scores as vectors over query vectors) where a head has
+ * that many in the task, one at a time otherwise, each lane doing the same operations in the
+ * same order as the one-at-a-time path. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -518,10 +521,12 @@ static void gemm_cols(const float *a, int64_t lda, int64_t m, const brt_weight *
  * that see none are left out of the tile entirely, so each one's arithmetic is the same fixed
  * sequence whatever else is computed beside it:
  *   s_j = (sum over d in order of q_d k_jd) / scale_div, masked to -inf where not visible;
- *   m' = max(m, max_j s_j); p_j = exp(s_j - m'); l = l * exp(m - m') + sum_j p_j (lanes, then the
- *   fixed tree); acc = acc * exp(m - m') + sum over j in order of p_j v_j.
+ *   m' = max(m, max_j s_j); p_j = exp(s_j - m'); l = l * exp(m - m') + sum_j p_j (one fused
+ *   multiply-add; the sum lane-wise over the tile's vectors, then v_hsum's tree);
+ *   acc = acc * exp(m - m') + sum over j in order of p_j v_j.
  * Query vectors go through in groups of QB (1-3 for the rest), which only changes how many share
- * a register pass, never an operation. */
+ * a register pass, never an operation; whole blocks of VL go through the key-major path below,
+ * which does the same operations lane-wise. */
 
 #define TILE BRT_ATTN_TILE
 #define TV (TILE / VL)
@@ -536,6 +541,16 @@ static void gemm_cols(const float *a, int64_t lda, int64_t m, const brt_weight *
 #define CHV 4  /* vectors of the head dimension per P.V pass */
 
 static inline int32_t round_up(int32_t x, int32_t m) { return (x + m - 1) / m * m; }
+
+/* The score scaling s / scale_div: a multiply by the reciprocal where scale_div is a power of
+ * two (head dim 64: 8), which gives the same bits (both round the same exact quotient) without
+ * the divider's latency. */
+typedef struct score_scale {
+    vf v;    /* scale_div, or its reciprocal when inv */
+    int inv;
+} score_scale;
+
+static inline vf scale_scores(vf s, score_scale sc) { return sc.inv ? v_mul(s, sc.v) : v_div(s, sc.v); }
 
 /* The keys of [t0, t1) a query vector sees, as bits (intervals clipped to the tile). */
 static inline uint32_t tile_mask(const brt_attn_vis *v, int32_t t0, int32_t t1)
@@ -693,7 +708,7 @@ static inline __attribute__((always_inline)) void pv_group(const int NQ, float *
 /* Scores of NQ query vectors against the tile: out[i][j] = (sum over d in order of q_id Kt[d][j]) /
  * scale_div. */
 static inline __attribute__((always_inline)) void qk_group(const int NQ, const float *const *q, const float *Kt,
-                                                           int32_t hd, vf vdiv, float *out)
+                                                           int32_t hd, score_scale scl, float *out)
 {
     vf s[QK_QB][TV];
     for (int i = 0; i < NQ; i++)
@@ -712,7 +727,122 @@ static inline __attribute__((always_inline)) void qk_group(const int NQ, const f
     }
     for (int i = 0; i < NQ; i++)
         for (int c = 0; c < TV; c++)
-            v_store(out + i * TILE + c * VL, v_div(s[i][c], vdiv));
+            v_store(out + i * TILE + c * VL, scale_scores(s[i][c], scl));
+}
+
+/* Key-major blocks: VL query vectors of one head at once, lane l of every vector being the
+ * block's query vector l. Scores are vectors over query vectors (one per key), so the tile's
+ * max and sum are lane-wise operations and the correction is one vector exp for the block:
+ * no horizontal reduction and no scalar step per query vector. Every lane computes exactly the
+ * sequence the query-major path above computes for its query vector (the same products in the
+ * same order, v_hsum's tree via v_hsum_lanes), so which path a query vector takes, and hence
+ * how rows were packed, never changes a bit. */
+#if VL == 16
+#define KM_KB 16 /* keys per score pass (accumulators) */
+#define KM_DB 16 /* head-dimension elements per P.V pass (accumulators) */
+#else
+#define KM_KB 8
+#define KM_DB 8
+#endif
+
+/* sk[j] = (sum over d in order of k_jd q_d) / scale_div for keys [j0, j0 + KM_KB) of the tile,
+ * -inf in the lanes outside km[j] when MASKED; returns their lane-wise max. qt [hd][VL] holds the
+ * block's query vectors down its columns, sk is [TILE][VL]. */
+static inline __attribute__((always_inline)) vf km_scores(const int MASKED, const float *qt, const float *Kt,
+                                                          int32_t hd, int32_t j0, score_scale scl,
+                                                          const uint32_t *km, float *sk)
+{
+    vf s[KM_KB];
+    for (int k = 0; k < KM_KB; k++)
+        s[k] = v_zero();
+    for (int32_t d = 0; d < hd; d++) {
+        const vf qd = v_load(qt + (size_t)d * VL);
+        const float *kd = Kt + (size_t)d * TILE + j0;
+        for (int k = 0; k < KM_KB; k++)
+            s[k] = v_fma(v_set1(kd[k]), qd, s[k]);
+    }
+    for (int k = 0; k < KM_KB; k++) {
+        s[k] = scale_scores(s[k], scl);
+        if (MASKED)
+            s[k] = v_keep_bits(s[k], km[j0 + k], -INFINITY);
+        v_store(sk + (size_t)(j0 + k) * VL, s[k]);
+    }
+    for (int h = KM_KB / 2; h >= 1; h /= 2)
+        for (int k = 0; k < h; k++)
+            s[k] = v_max(s[k], s[k + h]);
+    return s[0];
+}
+
+/* acct[d] = acct[d] * corr + sum over keys j < nt in order of p_j v_jd for d in [d0, d0 + KM_DB)
+ * (acct [hdp][VL], p = sk [TILE][VL]); with PARTIAL, lanes outside `keep` keep their values. */
+static inline __attribute__((always_inline)) void km_pv(const int PARTIAL, float *acct, vf corr, const float *pk,
+                                                        const float *Vt, int32_t hdp, int32_t nt, int32_t d0,
+                                                        uint32_t keep)
+{
+    vf a[KM_DB];
+    for (int k = 0; k < KM_DB; k++)
+        a[k] = v_mul(v_load(acct + (size_t)(d0 + k) * VL), corr);
+    for (int32_t j = 0; j < nt; j++) {
+        const vf p = v_load(pk + (size_t)j * VL);
+        const float *vj = Vt + (size_t)j * hdp + d0;
+        for (int k = 0; k < KM_DB; k++)
+            a[k] = v_fma(p, v_set1(vj[k]), a[k]);
+    }
+    for (int k = 0; k < KM_DB; k++) {
+        float *o = acct + (size_t)(d0 + k) * VL;
+        v_store(o, PARTIAL ? v_select_bits(keep, a[k], v_load(o)) : a[k]);
+    }
+}
+
+/* One gathered tile (nt keys) for a key-major block: mask[l] = lane l's visible keys of the tile,
+ * act = the lanes with any; ms, ls [VL] and acct [hdp][VL] are the block's state, sk [TILE][VL]
+ * scratch. Lanes outside act are left as they were. */
+static void km_tile(const float *qt, const float *Kt, const float *Vt, int32_t hd, int32_t hdp, int32_t nt,
+                    score_scale scl, const uint32_t *mask, uint32_t act, float *ms, float *ls, float *acct, float *sk)
+{
+    const uint32_t lanes = VL == 32 ? 0xffffffffu : (1u << VL) - 1u;
+    uint32_t full = 0;
+    for (int l = 0; l < VL; l++)
+        full |= (uint32_t)(mask[l] == 0xffffffffu) << l;
+    vf mt = v_set1(-INFINITY);
+    if (full == lanes) {
+        for (int32_t j0 = 0; j0 < TILE; j0 += KM_KB)
+            mt = v_max(mt, km_scores(0, qt, Kt, hd, j0, scl, NULL, sk));
+    } else {
+        /* the masks turned key-major: km[j] = the lanes that see key j */
+        uint32_t km[TILE];
+        for (int j = 0; j < TILE; j++)
+            km[j] = full;
+        for (int l = 0; l < VL; l++)
+            for (uint32_t m = full >> l & 1u ? 0 : mask[l]; m; m &= m - 1)
+                km[__builtin_ctz(m)] |= 1u << l;
+        for (int32_t j0 = 0; j0 < TILE; j0 += KM_KB)
+            mt = v_max(mt, km_scores(1, qt, Kt, hd, j0, scl, km, sk));
+    }
+    const vf mo = v_load(ms), mn = v_max(mo, mt); /* lane-wise mo > mt ? mo : mt */
+    const uint32_t fix = v_ne_bits(mo, v_set1(-INFINITY)) & v_ne_bits(mo, mn);
+    const vf corr = v_keep_bits(v_exp(v_sub(mo, mn)), fix, 1.0f);
+    vf r[VL];
+    for (int l = 0; l < VL; l++)
+        for (int c = 0; c < TV; c++) {
+            float *p = sk + (size_t)(c * VL + l) * VL;
+            const vf e = v_exp(v_sub(v_load(p), mn));
+            v_store(p, e);
+            r[l] = c ? v_add(r[l], e) : e;
+        }
+    const vf lo = v_load(ls), ln = v_fma(lo, corr, v_hsum_lanes(r));
+    const int32_t hdk = round_up(hd, KM_DB);
+    if (act == lanes) {
+        v_store(ms, mn);
+        v_store(ls, ln);
+        for (int32_t d0 = 0; d0 < hdk; d0 += KM_DB)
+            km_pv(0, acct, corr, sk, Vt, hdp, nt, d0, act);
+    } else {
+        v_store(ms, v_select_bits(act, mn, mo));
+        v_store(ls, v_select_bits(act, ln, lo));
+        for (int32_t d0 = 0; d0 < hdk; d0 += KM_DB)
+            km_pv(1, acct, corr, sk, Vt, hdp, nt, d0, act);
+    }
 }
 
 /* Query vectors [qv0, qv1) of each kv head in [kvh0, kvh1): i = (kvh - kvh0) * per + (qv - qv0)
@@ -733,11 +863,16 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
     float *mnew = sc + (size_t)BRT_ATTN_QV_MAX * TILE;   /* [QV_MAX + VL] per active query vector: */
     float *dm = mnew + BRT_ATTN_QV_MAX + VL;            /* new max, old - new max, */
     float *corr = dm + BRT_ATTN_QV_MAX + VL;            /* the correction */
+    float *qt = corr + BRT_ATTN_QV_MAX + VL;            /* [QV_MAX][hdp]: key-major blocks' queries */
+    /* The first nkm query vectors of each head go through key-major blocks of VL (query vector i
+     * of block i0 is lane i - i0; its queries at qt + i0 * hdp as [hd][VL], its acc at acc + i0 *
+     * hdp as [hdp][VL]); the rest through the query-major path. */
+    const int32_t nkm = per >= VL ? per / VL * VL : 0;
     uint8_t fix[BRT_ATTN_QV_MAX];
     const float *qp[BRT_ATTN_QV_MAX];
     const brt_attn_vis *vis[BRT_ATTN_QV_MAX];
     uint32_t mask[BRT_ATTN_QV_MAX];
-    int32_t act_buf[BRT_ATTN_QV_MAX], *act_all;
+    int32_t act[BRT_ATTN_QV_MAX];
     int32_t lo = INT32_MAX, hi = 0; /* keys any query vector sees: tiles outside are never gathered */
     for (int32_t i = 0; i < nqv; i++) {
         int32_t qv = qv0 + i % per, row = qv / G, h = (kvh0 + i / per) * G + qv % G;
@@ -752,22 +887,45 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
         ls[i] = 0.0f;
         memset(acc + (size_t)i * hdp, 0, (size_t)hdp * sizeof(float));
     }
+    for (int32_t hh = 0; hh < nh; hh++)
+        for (int32_t i0 = hh * per; i0 < hh * per + nkm; i0 += VL) {
+            /* the block's queries down the columns of qt, VL x VL squares transposed in registers */
+            float *qb = qt + (size_t)i0 * hdp;
+            int32_t d0 = 0;
+            for (; d0 + VL <= hd; d0 += VL) {
+                vf r[VL];
+                for (int l = 0; l < VL; l++)
+                    r[l] = v_load(qp[i0 + l] + d0);
+                v_transpose(r);
+                for (int k = 0; k < VL; k++)
+                    v_store(qb + (size_t)(d0 + k) * VL, r[k]);
+            }
+            for (; d0 < hd; d0++)
+                for (int l = 0; l < VL; l++)
+                    qb[(size_t)d0 * VL + l] = qp[i0 + l][d0];
+        }
     memset(Vt, 0, (size_t)TILE * hdp * sizeof(float));
     hi = hi < S->n_keys ? hi : S->n_keys;
-    const vf vdiv = v_set1(A->scale_div);
+    int e2;
+    const int inv = A->scale_div > 0.0f && isfinite(A->scale_div) && frexpf(A->scale_div, &e2) == 0.5f;
+    const score_scale scl = {v_set1(inv ? 1.0f / A->scale_div : A->scale_div), inv};
     key_cursor cur = {0, 0};
     const void *kp[TILE], *vp[TILE], *nkp[TILE], *nvp[TILE];
     brt_dtype dt[TILE], ndt[TILE];
     for (int32_t t0 = lo >= hi ? hi : lo / TILE * TILE; t0 < hi; t0 += TILE) {
         const int32_t t1 = t0 + TILE < S->n_keys ? t0 + TILE : S->n_keys, nt = t1 - t0;
-        int32_t n_act_all = 0;
-        act_all = act_buf;
-        for (int32_t i = 0; i < nqv; i++) {
-            mask[i] = tile_mask(vis[i], t0, t1);
-            if (mask[i])
-                act_all[n_act_all++] = i;
+        int32_t n_km = 0, n_qm = 0; /* active query vectors in key-major blocks, in the rest */
+        for (int32_t h0 = 0; h0 < nqv; h0 += per) {
+            for (int32_t i = h0; i < h0 + nkm; i++) {
+                mask[i] = tile_mask(vis[i], t0, t1);
+                n_km += mask[i] != 0;
+            }
+            for (int32_t i = h0 + nkm; i < h0 + per; i++) {
+                mask[i] = tile_mask(vis[i], t0, t1);
+                n_qm += mask[i] != 0;
+            }
         }
-        if (!n_act_all)
+        if (!n_km && !n_qm)
             continue;
         key_rows(S, kvh0, hd, &cur, t0, nt, kp, vp, dt);
         /* The next tile's rows (this task's heads of each key slot, in memory order) start on
@@ -784,18 +942,20 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
             }
             pq.bytes = nh * hd * (ndt[0] == BRT_DT_F32 ? 4 : 2);
             int64_t lines = (int64_t)pq.n * ((pq.bytes + 63) / 64 + 1),
-                    groups = nh + (n_act_all + QK_QB - 1) / QK_QB + (n_act_all + PV_QB - 1) / PV_QB;
+                    groups = nh + 2 * ((n_km + VL - 1) / VL + nh) + (n_qm + QK_QB - 1) / QK_QB +
+                             (n_qm + PV_QB - 1) / PV_QB;
             pq.per_step = (int32_t)((lines + groups - 1) / groups);
         }
         for (int32_t hh = 0; hh < nh; hh++) {
-            /* this head's active query vectors, in order */
-            int32_t n_act = 0, *act = act_all;
-            while (n_act_all > 0 && act_all[0] < (hh + 1) * per) {
-                act_all++;
-                n_act_all--;
-                n_act++;
-            }
-            if (!n_act)
+            /* this head's active query vectors: key-major blocks that have one, the rest in order */
+            const int32_t h0 = hh * per;
+            int32_t n_act = 0, any_km = 0;
+            for (int32_t i = h0; i < h0 + nkm && !any_km; i++)
+                any_km = mask[i] != 0;
+            for (int32_t i = h0 + nkm; i < h0 + per; i++)
+                if (mask[i])
+                    act[n_act++] = i;
+            if (!n_act && !any_km)
                 continue;
             const void *hkp[TILE], *hvp[TILE];
             for (int32_t j = 0; j < nt; j++) {
@@ -805,6 +965,16 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
             }
             pf_issue(&pq, pq.per_step);
             gather_tile(hkp, hvp, dt, nt, hd, hdp, Kt, Vt);
+            for (int32_t i0 = h0; i0 < h0 + nkm; i0 += VL) {
+                uint32_t on = 0;
+                for (int l = 0; l < VL; l++)
+                    on |= (uint32_t)(mask[i0 + l] != 0) << l;
+                if (!on)
+                    continue;
+                pf_issue(&pq, 2 * pq.per_step);
+                km_tile(qt + (size_t)i0 * hdp, Kt, Vt, hd, hdp, nt, scl, mask + i0, on, ms + i0, ls + i0,
+                        acc + (size_t)i0 * hdp, sc);
+            }
             /* 1. scores of every active query vector (row a of sc) */
             for (int32_t a = 0; a < n_act; a += QK_QB) {
                 const int nq = n_act - a < QK_QB ? n_act - a : QK_QB;
@@ -815,15 +985,15 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
                 pf_issue(&pq, pq.per_step);
                 switch (nq) {
 #if QK_QB >= 8
-                case 8: qk_group(8, q, Kt, hd, vdiv, out); break;
-                case 7: qk_group(7, q, Kt, hd, vdiv, out); break;
-                case 6: qk_group(6, q, Kt, hd, vdiv, out); break;
-                case 5: qk_group(5, q, Kt, hd, vdiv, out); break;
-                case 4: qk_group(4, q, Kt, hd, vdiv, out); break;
-                case 3: qk_group(3, q, Kt, hd, vdiv, out); break;
+                case 8: qk_group(8, q, Kt, hd, scl, out); break;
+                case 7: qk_group(7, q, Kt, hd, scl, out); break;
+                case 6: qk_group(6, q, Kt, hd, scl, out); break;
+                case 5: qk_group(5, q, Kt, hd, scl, out); break;
+                case 4: qk_group(4, q, Kt, hd, scl, out); break;
+                case 3: qk_group(3, q, Kt, hd, scl, out); break;
 #endif
-                case 2: qk_group(2, q, Kt, hd, vdiv, out); break;
-                default: qk_group(1, q, Kt, hd, vdiv, out); break;
+                case 2: qk_group(2, q, Kt, hd, scl, out); break;
+                default: qk_group(1, q, Kt, hd, scl, out); break;
                 }
             }
             /* 2. the softmax update of each: independent chains, so they overlap; the corrections
@@ -864,7 +1034,7 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
                 float cf = fix[a] ? corr[a] : 1.0f;
                 corr[a] = cf;
                 ms[x] = mnew[a];
-                ls[x] = ls[x] * cf + v_hsum(sum);
+                ls[x] = fmaf(ls[x], cf, v_hsum(sum)); /* one rounding, as km_tile's v_fma */
             }
             /* 3. acc = acc * correction + P V */
             for (int32_t a = 0; a < n_act; a += PV_QB) {
@@ -892,13 +1062,38 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
         }
         pf_issue(&pq, INT32_MAX);
     }
+    float *op[BRT_ATTN_QV_MAX];
     for (int32_t i = 0; i < nqv; i++) {
         int32_t qv = qv0 + i % per, row = qv / G, h = (kvh0 + i / per) * G + qv % G;
-        float *o = S->out + (int64_t)row * S->ld_o + (int64_t)h * hd;
-        const float *ai = acc + (size_t)i * hdp;
-        float l = ls[i];
-        for (int32_t d = 0; d < hd; d++)
-            o[d] = l > 0.0f ? ai[d] / l : 0.0f;
+        op[i] = S->out + (int64_t)row * S->ld_o + (int64_t)h * hd;
+    }
+    for (int32_t h0 = 0; h0 < nqv; h0 += per) {
+        for (int32_t i0 = h0; i0 < h0 + nkm; i0 += VL) {
+            /* acc [hdp][VL] back to rows, VL x VL squares transposed in registers */
+            const float *ab = acc + (size_t)i0 * hdp;
+            int32_t d0 = 0;
+            for (; d0 + VL <= hd; d0 += VL) {
+                vf r[VL];
+                for (int k = 0; k < VL; k++)
+                    r[k] = v_load(ab + (size_t)(d0 + k) * VL);
+                v_transpose(r);
+                for (int l = 0; l < VL; l++) {
+                    const float lf = ls[i0 + l];
+                    v_store(op[i0 + l] + d0, lf > 0.0f ? v_div(r[l], v_set1(lf)) : v_zero());
+                }
+            }
+            for (; d0 < hd; d0++)
+                for (int l = 0; l < VL; l++) {
+                    const float lf = ls[i0 + l];
+                    op[i0 + l][d0] = lf > 0.0f ? ab[(size_t)d0 * VL + l] / lf : 0.0f;
+                }
+        }
+        for (int32_t i = h0 + nkm; i < h0 + per; i++) {
+            const float *ai = acc + (size_t)i * hdp;
+            const float l = ls[i];
+            for (int32_t d = 0; d < hd; d++)
+                op[i][d] = l > 0.0f ? ai[d] / l : 0.0f;
+        }
     }
 }
 

@@ -57,10 +57,12 @@ typedef struct brt_simd_ops {
 static inline int64_t brt_simd_attn_scratch_floats(int32_t head_dim)
 {
     /* Kt [hdp][TILE] + Vt [TILE][hdp] + per query vector (+4 of padding) m, l, acc[hdp] + scores
-     * [QV_MAX][TILE] + three per-query-vector arrays (+16 of padding each) */
+     * [QV_MAX][TILE] + three per-query-vector arrays (+16 of padding each) + queries of the
+     * key-major blocks [QV_MAX][hdp] */
     const int64_t hdp = (head_dim + BRT_ATTN_CHUNK - 1) / BRT_ATTN_CHUNK * BRT_ATTN_CHUNK;
     return hdp * BRT_ATTN_TILE * 2 + (int64_t)(BRT_ATTN_QV_MAX + 4) * (hdp + 2) +
-           (int64_t)BRT_ATTN_QV_MAX * BRT_ATTN_TILE + 3 * (BRT_ATTN_QV_MAX + 16) + 64;
+           (int64_t)BRT_ATTN_QV_MAX * BRT_ATTN_TILE + 3 * (BRT_ATTN_QV_MAX + 16) + 64 +
+           (int64_t)BRT_ATTN_QV_MAX * hdp;
 }
 
 extern const brt_simd_ops brt_simd_avx512, brt_simd_avx2, brt_simd_generic;
