@@ -566,6 +566,24 @@ static inline uint32_t tile_mask(const brt_attn_vis *v, int32_t t0, int32_t t1)
     return m;
 }
 
+/* 1 and [lo, hi) where the keys a query vector sees are one unbroken, non-empty range */
+static inline int vis_range(const brt_attn_vis *v, int32_t *lo, int32_t *hi)
+{
+    int32_t l = INT32_MAX, h = 0, len = 0;
+    for (int i = 0; i < v->n; i++)
+        if (v->lo[i] < v->hi[i]) {
+            for (int k = 0; k < i; k++) /* overlapping intervals would count twice */
+                if (v->lo[k] < v->hi[k] && v->lo[i] < v->hi[k] && v->lo[k] < v->hi[i])
+                    return 0;
+            l = v->lo[i] < l ? v->lo[i] : l;
+            h = v->hi[i] > h ? v->hi[i] : h;
+            len += v->hi[i] - v->lo[i];
+        }
+    *lo = l;
+    *hi = h;
+    return len > 0 && len == h - l;
+}
+
 /* Where keys [t0, t0 + n) of a segment lie for head kvh: K and V row pointers and dtypes. The
  * cursor (span, base = first key index of that span) only moves forward. */
 typedef struct key_cursor {
@@ -794,16 +812,17 @@ static inline __attribute__((always_inline)) void km_pv(const int PARTIAL, float
     }
 }
 
-/* One gathered tile (nt keys) for a key-major block: mask[l] = lane l's visible keys of the tile,
- * act = the lanes with any; ms, ls [VL] and acct [hdp][VL] are the block's state, sk [TILE][VL]
- * scratch. Lanes outside act are left as they were. */
+#define KM_LANES (VL == 32 ? 0xffffffffu : (1u << VL) - 1u)
+
+/* One gathered tile (nt keys) for a key-major block: act = the lanes that see a key of it, full =
+ * those that see all TILE keys, mask[l] = lane l's visible keys (read only where full is not all
+ * lanes); ms, ls [VL] and acct [hdp][VL] are the block's state, sk [TILE][VL] scratch. Lanes
+ * outside act are left as they were. */
 static void km_tile(const float *qt, const float *Kt, const float *Vt, int32_t hd, int32_t hdp, int32_t nt,
-                    score_scale scl, const uint32_t *mask, uint32_t act, float *ms, float *ls, float *acct, float *sk)
+                    score_scale scl, const uint32_t *mask, uint32_t act, uint32_t full, float *ms, float *ls,
+                    float *acct, float *sk)
 {
-    const uint32_t lanes = VL == 32 ? 0xffffffffu : (1u << VL) - 1u;
-    uint32_t full = 0;
-    for (int l = 0; l < VL; l++)
-        full |= (uint32_t)(mask[l] == 0xffffffffu) << l;
+    const uint32_t lanes = KM_LANES;
     vf mt = v_set1(-INFINITY);
     if (full == lanes) {
         for (int32_t j0 = 0; j0 < TILE; j0 += KM_KB)
@@ -904,6 +923,29 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
                 for (int l = 0; l < VL; l++)
                     qb[(size_t)d0 * VL + l] = qp[i0 + l][d0];
         }
+    /* Per key-major block, where every lane sees one unbroken range of keys: the keys all of them
+     * see (a tile inside needs no per-lane mask) and the keys any of them sees (a tile outside is
+     * skipped); blk_one = 0 where some lane's keys are not one range. */
+    int32_t blk_all_lo[BRT_ATTN_QV_MAX / VL], blk_all_hi[BRT_ATTN_QV_MAX / VL];
+    int32_t blk_any_lo[BRT_ATTN_QV_MAX / VL], blk_any_hi[BRT_ATTN_QV_MAX / VL];
+    uint8_t blk_one[BRT_ATTN_QV_MAX / VL];
+    uint32_t blk_on[BRT_ATTN_QV_MAX / VL], blk_full[BRT_ATTN_QV_MAX / VL];
+    const int32_t kmb = nkm / VL; /* key-major blocks per head */
+    for (int32_t hh = 0, b = 0; hh < nh; hh++)
+        for (int32_t i0 = hh * per; i0 < hh * per + nkm; i0 += VL, b++) {
+            blk_one[b] = 1;
+            blk_all_lo[b] = blk_any_hi[b] = 0;
+            blk_all_hi[b] = blk_any_lo[b] = INT32_MAX;
+            for (int l = 0; l < VL && blk_one[b]; l++) {
+                int32_t rlo = 0, rhi = 0;
+                blk_one[b] = vis_range(vis[i0 + l], &rlo, &rhi);
+                blk_all_lo[b] = rlo > blk_all_lo[b] ? rlo : blk_all_lo[b];
+                blk_all_hi[b] = rhi < blk_all_hi[b] ? rhi : blk_all_hi[b];
+                blk_any_lo[b] = rlo < blk_any_lo[b] ? rlo : blk_any_lo[b];
+                blk_any_hi[b] = rhi > blk_any_hi[b] ? rhi : blk_any_hi[b];
+            }
+            blk_all_hi[b] = blk_all_hi[b] < S->n_keys ? blk_all_hi[b] : S->n_keys;
+        }
     memset(Vt, 0, (size_t)TILE * hdp * sizeof(float));
     hi = hi < S->n_keys ? hi : S->n_keys;
     int e2;
@@ -914,11 +956,22 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
     brt_dtype dt[TILE], ndt[TILE];
     for (int32_t t0 = lo >= hi ? hi : lo / TILE * TILE; t0 < hi; t0 += TILE) {
         const int32_t t1 = t0 + TILE < S->n_keys ? t0 + TILE : S->n_keys, nt = t1 - t0;
-        int32_t n_km = 0, n_qm = 0; /* active query vectors in key-major blocks, in the rest */
-        for (int32_t h0 = 0; h0 < nqv; h0 += per) {
-            for (int32_t i = h0; i < h0 + nkm; i++) {
-                mask[i] = tile_mask(vis[i], t0, t1);
-                n_km += mask[i] != 0;
+        int32_t n_km = 0, n_qm = 0; /* active key-major blocks, active query vectors in the rest */
+        for (int32_t h0 = 0, b = 0; h0 < nqv; h0 += per) {
+            for (int32_t i0 = h0; i0 < h0 + nkm; i0 += VL, b++) {
+                if (blk_one[b] && t0 >= blk_all_lo[b] && t0 + TILE <= blk_all_hi[b]) {
+                    blk_on[b] = blk_full[b] = KM_LANES; /* every lane sees the whole tile */
+                } else if (blk_one[b] && (t1 <= blk_any_lo[b] || t0 >= blk_any_hi[b])) {
+                    blk_on[b] = blk_full[b] = 0; /* no lane sees any of it */
+                } else {
+                    blk_on[b] = blk_full[b] = 0;
+                    for (int l = 0; l < VL; l++) {
+                        mask[i0 + l] = tile_mask(vis[i0 + l], t0, t1);
+                        blk_on[b] |= (uint32_t)(mask[i0 + l] != 0) << l;
+                        blk_full[b] |= (uint32_t)(mask[i0 + l] == 0xffffffffu) << l;
+                    }
+                }
+                n_km += blk_on[b] != 0;
             }
             for (int32_t i = h0 + nkm; i < h0 + per; i++) {
                 mask[i] = tile_mask(vis[i], t0, t1);
@@ -942,7 +995,7 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
             }
             pq.bytes = nh * hd * (ndt[0] == BRT_DT_F32 ? 4 : 2);
             int64_t lines = (int64_t)pq.n * ((pq.bytes + 63) / 64 + 1),
-                    groups = nh + 2 * ((n_km + VL - 1) / VL + nh) + (n_qm + QK_QB - 1) / QK_QB +
+                    groups = nh + 2 * (n_km + nh) + (n_qm + QK_QB - 1) / QK_QB +
                              (n_qm + PV_QB - 1) / PV_QB;
             pq.per_step = (int32_t)((lines + groups - 1) / groups);
         }
@@ -950,8 +1003,8 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
             /* this head's active query vectors: key-major blocks that have one, the rest in order */
             const int32_t h0 = hh * per;
             int32_t n_act = 0, any_km = 0;
-            for (int32_t i = h0; i < h0 + nkm && !any_km; i++)
-                any_km = mask[i] != 0;
+            for (int32_t b = hh * kmb; b < (hh + 1) * kmb && !any_km; b++)
+                any_km = blk_on[b] != 0;
             for (int32_t i = h0 + nkm; i < h0 + per; i++)
                 if (mask[i])
                     act[n_act++] = i;
@@ -965,15 +1018,12 @@ static void attn(const brt_cpu_attn_args *A, const brt_cpu_attn_seg *S, int32_t 
             }
             pf_issue(&pq, pq.per_step);
             gather_tile(hkp, hvp, dt, nt, hd, hdp, Kt, Vt);
-            for (int32_t i0 = h0; i0 < h0 + nkm; i0 += VL) {
-                uint32_t on = 0;
-                for (int l = 0; l < VL; l++)
-                    on |= (uint32_t)(mask[i0 + l] != 0) << l;
-                if (!on)
+            for (int32_t i0 = h0, b = hh * kmb; i0 < h0 + nkm; i0 += VL, b++) {
+                if (!blk_on[b])
                     continue;
                 pf_issue(&pq, 2 * pq.per_step);
-                km_tile(qt + (size_t)i0 * hdp, Kt, Vt, hd, hdp, nt, scl, mask + i0, on, ms + i0, ls + i0,
-                        acc + (size_t)i0 * hdp, sc);
+                km_tile(qt + (size_t)i0 * hdp, Kt, Vt, hd, hdp, nt, scl, mask + i0, blk_on[b], blk_full[b], ms + i0,
+                        ls + i0, acc + (size_t)i0 * hdp, sc);
             }
             /* 1. scores of every active query vector (row a of sc) */
             for (int32_t a = 0; a < n_act; a += QK_QB) {
