@@ -812,7 +812,7 @@ static inline __attribute__((always_inline)) void km_pv(const int PARTIAL, float
     }
 }
 
-#define KM_LANES (VL == 32 ? 0xffffffffu : (1u << VL) - 1u)
+#define KM_LANES ((1u << VL) - 1u) /* every lane of a block */
 
 /* One gathered tile (nt keys) for a key-major block: act = the lanes that see a key of it, full =
  * those that see all TILE keys, mask[l] = lane l's visible keys (read only where full is not all
@@ -822,9 +822,8 @@ static void km_tile(const float *qt, const float *Kt, const float *Vt, int32_t h
                     score_scale scl, const uint32_t *mask, uint32_t act, uint32_t full, float *ms, float *ls,
                     float *acct, float *sk)
 {
-    const uint32_t lanes = KM_LANES;
     vf mt = v_set1(-INFINITY);
-    if (full == lanes) {
+    if (full == KM_LANES) {
         for (int32_t j0 = 0; j0 < TILE; j0 += KM_KB)
             mt = v_max(mt, km_scores(0, qt, Kt, hd, j0, scl, NULL, sk));
     } else {
@@ -851,7 +850,7 @@ static void km_tile(const float *qt, const float *Kt, const float *Vt, int32_t h
         }
     const vf lo = v_load(ls), ln = v_fma(lo, corr, v_hsum_lanes(r));
     const int32_t hdk = round_up(hd, KM_DB);
-    if (act == lanes) {
+    if (act == KM_LANES) {
         v_store(ms, mn);
         v_store(ls, ln);
         for (int32_t d0 = 0; d0 < hdk; d0 += KM_DB)
