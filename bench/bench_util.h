@@ -170,7 +170,7 @@ static inline brt_weight bench_random_weight(int64_t n, int64_t k, brt_dtype dt,
         else
             ((uint16_t *)w)[i] = brt_f32_to_bf16(f);
     }
-    brt_weight W = {w, dt, n, k, "bench", NULL, dt};
+    brt_weight W = {w, dt, n, k, "bench", NULL, dt, 0};
     return W;
 }
 

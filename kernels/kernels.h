@@ -81,6 +81,11 @@ static inline int64_t brt_runs_rows(const brt_run *runs, int32_t n_runs)
     return c;
 }
 
+/* Bumped whenever a kernel's arithmetic changes (a summation order, a rounding): state cached by
+ * an earlier build is then keyed apart instead of giving other bits than a fresh reading.
+ * 2: the CPU GEMM's one fused multiply-add chain per output over k in order. */
+#define BRT_KERNELS_NUMERICS 2u
+
 /* A weight matrix [rows, cols] = [out, in] (y = x W^T), or a vector (rows = 1). data is the host
  * copy (memory-mapped checkpoint, or the f32 norm vectors); weight_upload makes it usable by a
  * backend's kernels and records where in dev (the CPU backend computes from data itself). */
@@ -89,8 +94,11 @@ typedef struct brt_weight {
     brt_dtype dtype;      /* F32, F16 or BF16 */
     int64_t rows, cols;
     const char *name;     /* for messages */
-    const void *dev;      /* backend copy (NULL on the CPU backend) */
+    const void *dev;      /* backend copy: CUDA's device copy; the CPU backend's packed panels
+                           * (BRT_CPU_PANEL rows interleaved: [ceil(rows / 16)][cols][16], dtype kept) */
     brt_dtype dev_dtype;  /* its dtype (the backend may convert, e.g. f32 -> bf16 for GEMMs) */
+    int lookup_only;      /* never a GEMM's weights (an embedding table read by rows): the CPU
+                           * backend leaves it where it lies */
 } brt_weight;
 
 /* ---- RoPE ---------------------------------------------------------------------------- */

@@ -41,6 +41,9 @@ static void cpu_destroy(brt_backend *be)
         free(ci->spans);
         free(ci->segs);
         free(ci->work);
+        for (int i = 0; i < ci->n_packed; i++)
+            free(ci->packed[i].panels);
+        free(ci->packed);
         free(ci);
     }
     free(be);

@@ -16,6 +16,7 @@ typedef struct {
     float *c;
     int64_t ldc;
     int64_t col_chunk, row_chunk, n_col_tasks;
+    float *const *scratch; /* per thread */
 } gemm_job;
 
 static void gemm_task(void *arg, int64_t t, int thread)
@@ -30,7 +31,8 @@ static void gemm_task(void *arg, int64_t t, int thread)
         r1 = j->m;
     if (n0 >= n1 || r0 >= r1)
         return;
-    j->simd->gemm_cols(j->a + r0 * j->lda, j->lda, r1 - r0, j->w, j->bias, j->c + r0 * j->ldc, j->ldc, n0, n1);
+    j->simd->gemm_cols(j->a + r0 * j->lda, j->lda, r1 - r0, j->w, j->bias, j->c + r0 * j->ldc, j->ldc, n0, n1,
+                       j->scratch[thread]);
 }
 
 static brt_status cpu_gemm(brt_backend *be, brt_mat a, int64_t m, const brt_weight *w, const brt_weight *bias,
@@ -41,7 +43,7 @@ static brt_status cpu_gemm(brt_backend *be, brt_mat a, int64_t m, const brt_weig
         return BRT_OK;
     const int64_t nr = ci->simd->gemm_nr, mr = ci->simd->gemm_mr, n = w->rows, T = be->n_threads;
     int64_t tiles = (n + nr - 1) / nr;
-    gemm_job j = {ci->simd, cpu_ptr(a), a.ld, m, w, bias, cpu_ptr(c), c.ld, 0, 0, 0};
+    gemm_job j = {ci->simd, cpu_ptr(a), a.ld, m, w, bias, cpu_ptr(c), c.ld, 0, 0, 0, NULL};
     int64_t col_tasks = 1, row_tasks = 1;
     if (m >= 96 * T) {
         /* many rows: split rows only. A task packs its own rows of A once and streams all the
@@ -63,6 +65,8 @@ static brt_status cpu_gemm(brt_backend *be, brt_mat a, int64_t m, const brt_weig
     j.row_chunk = (m + row_tasks - 1) / row_tasks;
     j.row_chunk = (j.row_chunk + mr - 1) / mr * mr; /* whole register tiles */
     int64_t rtasks = (m + j.row_chunk - 1) / j.row_chunk;
+    BRT_TRY(brt_cpu_scratch(be, ci->simd->gemm_scratch_floats(j.row_chunk, w->cols), err));
+    j.scratch = ci->scratch;
     brt_pool_run(ci->pool, j.n_col_tasks * rtasks, gemm_task, &j);
     return BRT_OK;
 }

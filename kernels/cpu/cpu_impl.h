@@ -16,7 +16,19 @@ typedef struct cpu_impl {
     int64_t spans_cap, segs_cap;
     float *work;                /* logit_rows: [threads][2 * vocab] (work_floats in all) */
     int64_t work_floats;
+    struct cpu_packed *packed;  /* GEMM weights packed into panels (cpu_memory.c), [n_packed] */
+    int n_packed, cap_packed;
 } cpu_impl;
+
+/* A weight matrix packed for the GEMM: panels of BRT_CPU_PANEL rows, [ceil(rows / 16)][cols][16]
+ * in the weight's dtype, rows past the end 0; one copy per host tensor (aliases share it). */
+#define BRT_CPU_PANEL 16
+typedef struct cpu_packed {
+    const void *host;
+    brt_dtype dtype;
+    int64_t rows, cols;
+    void *panels;
+} cpu_packed;
 
 static inline cpu_impl *cpu_of(brt_backend *be) { return be->impl; }
 /* The host address of a view's row 0 (on the CPU backend every buffer is host memory). */

@@ -34,11 +34,77 @@ static void cpu_buffer_free(brt_backend *be, brt_buffer *b)
     free(b);
 }
 
-/* The kernels read weights where they lie (the memory-mapped checkpoint): nothing to do. */
+/* Weight matrices are packed once into panels of 16 rows ([ceil(rows / 16)][cols][16], the
+ * weight's dtype: no rounding), so that the GEMM reads each panel as one stream, 16 outputs per
+ * load, instead of transposing rows on every call; vectors (norms, biases) and embedding tables
+ * read by rows stay where they lie (the memory-mapped checkpoint). Costs: the GEMM weights' bytes
+ * once more in memory, and one pass over them at load. Where the memory cannot be had, the GEMM
+ * transposes from the file's layout (the same arithmetic, slower). */
+typedef struct {
+    const char *src;
+    char *dst;
+    int64_t rows, cols;
+    size_t es;
+} pack_job;
+
+static void pack_task(void *arg, int64_t p, int thread)
+{
+    const pack_job *j = arg;
+    const int64_t K = j->cols;
+    char *d = j->dst + (size_t)p * (size_t)K * BRT_CPU_PANEL * j->es;
+    /* k blocks of 64: 16 rows read in runs of 64 elements, written as 64 x 16 */
+    for (int64_t k0 = 0; k0 < K; k0 += 64) {
+        const int64_t k1 = k0 + 64 < K ? k0 + 64 : K;
+        for (int r = 0; r < BRT_CPU_PANEL; r++) {
+            const int64_t row = p * BRT_CPU_PANEL + r;
+            char *o = d + ((size_t)k0 * BRT_CPU_PANEL + (size_t)r) * j->es;
+            if (row >= j->rows) {
+                for (int64_t k = k0; k < k1; k++, o += BRT_CPU_PANEL * j->es)
+                    memset(o, 0, j->es);
+                continue;
+            }
+            const char *in = j->src + ((size_t)row * (size_t)K + (size_t)k0) * j->es;
+            if (j->es == 4)
+                for (int64_t k = k0; k < k1; k++, in += 4, o += BRT_CPU_PANEL * 4)
+                    memcpy(o, in, 4);
+            else
+                for (int64_t k = k0; k < k1; k++, in += 2, o += BRT_CPU_PANEL * 2)
+                    memcpy(o, in, 2);
+        }
+    }
+}
+
 static brt_status cpu_weight_upload(brt_backend *be, brt_weight *w, brt_err *err)
 {
+    cpu_impl *ci = cpu_of(be);
     w->dev = NULL;
     w->dev_dtype = w->dtype;
+    if (w->rows < 2 || w->cols < 1 || w->lookup_only || !w->data || getenv("BRT_CPU_NO_PACK"))
+        return BRT_OK;
+    for (int i = 0; i < ci->n_packed; i++) {
+        const cpu_packed *p = &ci->packed[i];
+        if (p->host == w->data && p->dtype == w->dtype && p->rows == w->rows && p->cols == w->cols) {
+            w->dev = p->panels;
+            return BRT_OK;
+        }
+    }
+    if (ci->n_packed == ci->cap_packed) {
+        int cap = ci->cap_packed ? 2 * ci->cap_packed : 64;
+        cpu_packed *np = realloc(ci->packed, (size_t)cap * sizeof *np);
+        if (!np)
+            return BRT_OK; /* the GEMM reads the weight in place */
+        ci->packed = np;
+        ci->cap_packed = cap;
+    }
+    const size_t es = brt_dtype_size(w->dtype), panels = (size_t)((w->rows + BRT_CPU_PANEL - 1) / BRT_CPU_PANEL);
+    const size_t bytes = panels * BRT_CPU_PANEL * (size_t)w->cols * es;
+    void *dst = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!dst)
+        return BRT_OK;
+    pack_job j = {w->data, dst, w->rows, w->cols, es};
+    brt_pool_run(ci->pool, (int64_t)panels, pack_task, &j);
+    ci->packed[ci->n_packed++] = (cpu_packed){w->data, w->dtype, w->rows, w->cols, dst};
+    w->dev = dst;
     return BRT_OK;
 }
 

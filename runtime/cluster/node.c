@@ -123,9 +123,11 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
             brt_model_config cfg;
             int32_t dtype;
             char backend[64];
+            uint32_t numerics; /* this build's kernels: a state from another rounds differently */
         } settings;
         memset(&settings, 0, sizeof settings);
         settings.cfg = n->model.cfg;
+        settings.numerics = BRT_KERNELS_NUMERICS;
         settings.dtype = (int32_t)n->be->state_dtype;
         const char *bn = n->be->name; /* "cuda:3 (NVIDIA H100 ...)": the same GPU kind whatever its index */
         if (!strncmp(bn, "cuda:", 5)) {

@@ -139,7 +139,7 @@ brt_status brt_stage_create(const brt_stage_opts *o, brt_stage **out, brt_err *e
         brt_stage_destroy(s);
         return brt_errf(err, BRT_ERR_UNSUPPORTED, "model dimensions beyond the kernels' limits");
     }
-    if ((st = brt_weights_upload(&s->w, s->be, err)) != BRT_OK ||
+    if ((st = brt_weights_upload(&s->w, s->be, o->files, err)) != BRT_OK ||
         (st = brt_kvpool_create(s->be, o->kv_budget, o->block_bytes, &s->pool, err)) != BRT_OK) {
         brt_stage_destroy(s);
         return st;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,4 +472,21 @@ brt_status brt_st_read_ids(const brt_st_tensor *t, int32_t **ids, size_t *n, brt
     *ids = out;
     *n = (size_t)t->numel;
     return BRT_OK;
+}
+
+void brt_st_set_release(const brt_st_set *set, const void *p, size_t bytes)
+{
+    const long pg = sysconf(_SC_PAGE_SIZE);
+    if (!set || !p || pg <= 0)
+        return;
+    const uintptr_t b = (uintptr_t)p, e = b + bytes;
+    for (size_t i = 0; i < set->n_files; i++) {
+        const uintptr_t mb = (uintptr_t)set->files[i]->map, me = mb + set->files[i]->size;
+        if (b < mb || e > me)
+            continue;
+        const uintptr_t lo = (b + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg, hi = e / (uintptr_t)pg * (uintptr_t)pg;
+        if (hi > lo)
+            madvise((void *)lo, hi - lo, MADV_DONTNEED); /* a hint: its failure changes nothing */
+        return;
+    }
 }

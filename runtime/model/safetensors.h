@@ -55,6 +55,10 @@ brt_status brt_st_set_open_dir(const char *dir, brt_st_set *set, brt_err *err);
 brt_status brt_st_set_open_file(const char *path, brt_st_set *set, brt_err *err);
 void brt_st_set_close(brt_st_set *set);
 const brt_st_tensor *brt_st_set_find(const brt_st_set *set, const char *name);
+/* The whole pages of [p, p + bytes) leave the process's resident memory if they lie in one of the
+ * set's mappings (a backend computes from its own copy); touched again, they are read from the
+ * file (the page cache) as before. Elsewhere: nothing. */
+void brt_st_set_release(const brt_st_set *set, const void *p, size_t bytes);
 
 /* Write a file. Tensors are written in sorted-name order; data is raw little-endian. */
 typedef struct brt_st_out_tensor {

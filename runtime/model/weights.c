@@ -229,13 +229,19 @@ fail:
     return s;
 }
 
-brt_status brt_weights_upload(brt_weights *w, brt_backend *be, brt_err *err)
+brt_status brt_weights_upload(brt_weights *w, brt_backend *be, const brt_st_set *st, brt_err *err)
 {
-#define UP(x)                                                     \
-    do {                                                          \
-        if ((x).data)                                             \
-            BRT_TRY(be->weight_upload(be, &(x), err));            \
+#define UP(x)                                                                                            \
+    do {                                                                                                 \
+        if ((x).data) {                                                                                  \
+            BRT_TRY(be->weight_upload(be, &(x), err));                                                   \
+            if ((x).dev && !(x).lookup_only)                                                             \
+                brt_st_set_release(st, (x).data, (size_t)((x).rows * (x).cols) * brt_dtype_size((x).dtype)); \
+        }                                                                                                \
     } while (0)
+    /* the embedding tables are read by rows, unless the model ties lm_head to the first */
+    w->embed.lookup_only = w->embed.data != w->lm_head.data;
+    w->beacon_embed.lookup_only = 1;
     UP(w->embed);
     UP(w->beacon_embed);
     UP(w->final_norm);

@@ -44,8 +44,10 @@ brt_status brt_weights_bind(const brt_st_set *st, const brt_model_config *cfg, i
                             int32_t layer_end, int need_embed, int need_head, brt_weights *w, brt_err *err);
 void brt_weights_free(brt_weights *w);
 /* Make every bound tensor usable by the backend's kernels (the CUDA backend copies this rank's
- * tensors to the GPU once; the CPU backend reads them where they are mapped). */
-brt_status brt_weights_upload(brt_weights *w, brt_backend *be, brt_err *err);
+ * tensors to the GPU once; the CPU backend packs its GEMM weights into panels and reads the rest
+ * where they are mapped). The mapped pages of a tensor the backend copied leave resident memory
+ * (st: the files they are mapped from; NULL keeps them). */
+brt_status brt_weights_upload(brt_weights *w, brt_backend *be, const brt_st_set *st, brt_err *err);
 
 /* Bytes the weights of layers [a, b) (+ embedding / head) take in the checkpoint. */
 int64_t brt_weights_layer_bytes(const brt_st_set *st, const brt_model_config *cfg, int32_t layer);

@@ -454,7 +454,7 @@ static void tw_make(suite *S, tweight *t, brt_dtype dt, int64_t rows, int64_t co
         S->keep = xrealloc(S->keep, (size_t)S->cap_keep * sizeof *S->keep);
     }
     S->keep[S->n_keep++] = data;
-    t->w = (brt_weight){data, dt, rows, cols, name, NULL, dt};
+    t->w = (brt_weight){data, dt, rows, cols, name, NULL, dt, 0};
     CALL(S, S->be->weight_upload(S->be, &t->w, &S->err));
     S->broken |= S->bad;
 }
@@ -524,6 +524,54 @@ static void test_rows(suite *S)
 }
 
 /* ---- gemm ---------------------------------------------------------------------------------------- */
+
+/* The CPU backend's GEMM contract (kernels/cpu/simd/simd_kernels.c): each output is one chain of
+ * fused multiply-adds over k in order from +0, then + bias, on every instruction set and path.
+ * Checks big ([mb, n], the backend's result with the weight as uploaded: packed panels) bit for
+ * bit against that chain in plain C (fmaf) on its first rows, and against the same rows computed
+ * with the weight read in place (no packed copy: the path that transposes the file's layout). */
+static void gemm_cpu_order(suite *S, brt_dtype dt, int64_t n, int64_t k, int bias, const tweight *W,
+                           const tweight *B, const float *A, const float *big, int64_t mb)
+{
+    char oname[200], iname[200];
+    snprintf(oname, sizeof oname, "gemm order %s weights n=%lld k=%lld%s: bits = fmaf chain over k in order",
+             dt_name(dt), (long long)n, (long long)k, bias ? " +bias" : "");
+    snprintf(iname, sizeof iname, "gemm in place %s weights n=%lld k=%lld%s: bits = from the packed copy", dt_name(dt),
+             (long long)n, (long long)k, bias ? " +bias" : "");
+    if (wanted(S, oname)) {
+        const int64_t rows = mb < 24 ? mb : 24;
+        int64_t differing = 0;
+        double e = 0;
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < n; j++) {
+                float acc = 0.0f;
+                for (int64_t x = 0; x < k; x++)
+                    acc = fmaf(A[i * k + x], W->val[j * k + x], acc);
+                if (bias)
+                    acc = acc + B->val[j];
+                e = fmax(e, bit_diff(&acc, &big[i * n + j], 1, &differing));
+            }
+        S->bad = 0;
+        report_packing(S, oname, e, differing);
+    }
+    if (wanted(S, iname)) {
+        brt_weight wi = W->w;
+        wi.dev = NULL; /* the kernels then read the file's [out, in] layout */
+        tbuf *a = tb_new(S, mb * k, BRT_DT_F32); /* [mb, k] f32 */
+        memcpy(a->want, A, (size_t)(mb * k) * sizeof(float));
+        tb_upload(S, a);
+        tbuf *c = tb_new(S, mb * n, BRT_DT_F32); /* [mb, n] f32 */
+        memcpy(c->want, big, (size_t)(mb * n) * sizeof(float));
+        CALL(S, S->be->gemm(S->be, tb_mat(a, 0, k), mb, &wi, bias ? &B->w : NULL, tb_mat(c, 0, n), &S->err));
+        int64_t differing = 0;
+        double e = 0;
+        if (!S->bad) {
+            tb_download(S, c);
+            e = bit_diff(c->got, big, mb * n, &differing);
+        }
+        report_packing(S, iname, e, differing);
+    }
+}
 
 static void test_gemm(suite *S)
 {
@@ -600,6 +648,8 @@ static void test_gemm(suite *S)
             }
             S->bad = pack_bad;
             report_packing(S, pname, pack, differing);
+            if (S->exact_packing)
+                gemm_cpu_order(S, dt, n, k, bias, &W, &B, A, big, MB);
             free(W.val);
             free(B.val);
             free(A);

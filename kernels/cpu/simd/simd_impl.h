@@ -92,11 +92,8 @@ static inline void v_transpose(vf r[VL])
     for (int j = 0; j < 16; j++)
         r[j] = t[j];
 }
-#define GEMM_MR 4
-#define GEMM_NR 6
-#define GEMM_PMR 6 /* packed path (simd_kernels.c): rows x columns per register tile */
-#define GEMM_PNR 4
-#define GEMM_SPLIT_NR 12 /* thread splits: a multiple of both NR and PNR */
+#define GEMM_OMR 12 /* GEMM register tile (simd_kernels.c): rows x vectors of columns */
+#define GEMM_ONV 2
 
 #elif defined(BRT_SIMD_ISA_avx2)
 #include <immintrin.h>
@@ -167,11 +164,8 @@ static inline void v_transpose(vf r[VL])
         r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
     }
 }
-#define GEMM_MR 3
-#define GEMM_NR 4
-#define GEMM_PMR 3
-#define GEMM_PNR 4
-#define GEMM_SPLIT_NR 4
+#define GEMM_OMR 6
+#define GEMM_ONV 2
 
 #else /* generic C: fixed-size arrays the compiler may vectorise */
 #include <math.h>
@@ -258,11 +252,8 @@ static inline void v_transpose(vf r[VL])
     for (int i = 0; i < VL; i++)
         r[i] = t[i];
 }
-#define GEMM_MR 4
-#define GEMM_NR 4
-#define GEMM_PMR 4
-#define GEMM_PNR 4
-#define GEMM_SPLIT_NR 4
+#define GEMM_OMR 4
+#define GEMM_ONV 2
 #endif
 
 /* Lane l of the result = v_hsum of (r[0][l], r[1][l], ..., r[VL-1][l]): every v_hsum above is

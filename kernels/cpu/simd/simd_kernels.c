@@ -1,12 +1,9 @@
 /* CPU kernels, written once against simd_impl.h and compiled per instruction set.
  *
- * GEMM: "dot form" over the weights as they lie in the file ([out, in], f32/f16/bf16). A tile of
- * MR activation rows x NR weight rows keeps MR*NR vector accumulators over a k block; each output
- * is one fixed lane-wise sum followed by one fixed horizontal tree per block. Edge tiles run the
- * same code on zero rows, so every output element has the same summation order whatever M, the
- * tile or the thread: results do not depend on micro-batch packing. A few rows (decode) read the
- * weights in place, converted in registers; more rows go through packed copies (gemm_packed),
- * which do the same arithmetic.
+ * GEMM: every output is one chain of fused multiply-adds over k in order (then + bias), computed
+ * by register tiles of rows x columns over weight panels packed transposed from the file's
+ * [out, in] layout; that order depends on K alone, so results do not depend on micro-batch
+ * packing, the path (few rows or many) or the instruction set.
  *
  * Attention: per (segment, kv head, block of query vectors), key tiles of BRT_ATTN_TILE keys
  * aligned on key index; online softmax in f32. A tile with no visible key for a query vector
@@ -18,15 +15,10 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu/simd/simd_impl.h"
 #include "cpu/simd/simd_ops.h"
-
-#define MR GEMM_MR
-#define NR GEMM_NR
-#define GEMM_MAX_K (1 << 18)
-
-static const float k_zero[GEMM_MAX_K]; /* zero rows for edge tiles (bss: costs nothing until read) */
 
 static inline float scalar_f32(const void *p, brt_dtype dt, int64_t i)
 {
@@ -41,121 +33,29 @@ static inline float scalar_f32(const void *p, brt_dtype dt, int64_t i)
     return out[0];
 }
 
-#define LOADW_F32(p) v_load((const float *)(p))
-#define LOADW_BF16(p) v_load_bf16((const uint16_t *)(p))
-#define LOADW_F16(p) v_load_f16((const uint16_t *)(p))
+/* ---- GEMM ------------------------------------------------------------------------------ */
 
-/* out[i][j] = sum_k a[i][k] * w[j][k] */
-#define DEFINE_TILE(NAME, T, LOADW)                                                          \
-    static void NAME(const float *const *a, const T *const *w, int64_t K, float out[MR][NR]) \
-    {                                                                                        \
-        vf acc[MR][NR];                                                                      \
-        _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                                 \
-            _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) acc[i][j] = v_zero();       \
-        int64_t k = 0;                                                                       \
-        for (; k + VL <= K; k += VL) {                                                       \
-            vf av[MR];                                                                       \
-            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) av[i] = v_load(a[i] + k);   \
-            _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++)                             \
-            {                                                                                \
-                vf wv = LOADW(w[j] + k);                                                     \
-                _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) acc[i][j] =             \
-                    v_fma(av[i], wv, acc[i][j]);                                             \
-            }                                                                                \
-        }                                                                                    \
-        if (k < K) {                                                                         \
-            int64_t r = K - k;                                                               \
-            float at[MR][VL];                                                                \
-            T wt[NR][VL];                                                                    \
-            memset(at, 0, sizeof at);                                                        \
-            memset(wt, 0, sizeof wt);                                                        \
-            for (int i = 0; i < MR; i++)                                                     \
-                memcpy(at[i], a[i] + k, (size_t)r * sizeof(float));                          \
-            for (int j = 0; j < NR; j++)                                                     \
-                memcpy(wt[j], w[j] + k, (size_t)r * sizeof(T));                              \
-            for (int j = 0; j < NR; j++) {                                                   \
-                vf wv = LOADW(wt[j]);                                                        \
-                for (int i = 0; i < MR; i++)                                                 \
-                    acc[i][j] = v_fma(v_load(at[i]), wv, acc[i][j]);                         \
-            }                                                                                \
-        }                                                                                    \
-        for (int i = 0; i < MR; i++)                                                         \
-            for (int j = 0; j < NR; j++)                                                     \
-                out[i][j] = v_hsum(acc[i][j]);                                               \
-    }
+/* c[i][j] = sum over k of a[i][k] w[j][k] (+ bias[j]), w as the file stores it ([out, in],
+ * f32/bf16/f16). Every output is one chain of fused multiply-adds over k in order, from +0:
+ * c = fma(a[i][k], w[j][k], c) for k = 0, 1, ..., K - 1, then c + bias. That order depends on K
+ * alone: not on M, the register tile, the k block, the thread or the instruction set (generic's
+ * v_fma is fmaf), so results do not depend on micro-batch packing and every path gives the same
+ * bits.
+ *
+ * Register tile: OMR rows x ONV vectors of columns (NP = ONV * VL weight rows). A panel of NP
+ * weight rows is packed transposed, [k][NP] in f32 (exact), by VL x VL register transposes; the
+ * tile's rows of A are packed [k][OMR] and broadcast. A k block's partial sums go to c and come
+ * back into the same chain. */
+#define OMR GEMM_OMR
+#define ONV GEMM_ONV
+#define NP (ONV * VL)
+#define FEW_MAX_M 16 /* up to this many rows: panel by panel, each weight read once (decode) */
+#define FEW_NV 2
+#define FP (FEW_NV * VL) /* columns per panel of the few-rows path */
+#define KC_FEW 128   /* k chunk of the few-rows path: its packed panel stays in L1 */
+#define KC_MANY 768  /* k block of the many-rows path */
+#define MB_MANY 512  /* rows per block of the many-rows path (their k block of A stays in L2) */
 
-DEFINE_TILE(tile_f32, float, LOADW_F32)
-DEFINE_TILE(tile_bf16, uint16_t, LOADW_BF16)
-DEFINE_TILE(tile_f16, uint16_t, LOADW_F16)
-
-/* K is processed in blocks of GEMM_KC (so a weight tile and an activation tile stay in L1),
- * the last one taking a remainder of up to GEMM_KC / 4 with it: K = 576 (SmolLM2) is one block, not
- * 512 + 64, whose reduction and update of c would cost as much as its FMAs. Each output is then
- * ((block0 + block1) + ...) + bias, an order fixed by K alone. */
-#define GEMM_KC 512
-#define GEMM_KC_MAX (GEMM_KC + GEMM_KC / 4)
-
-/* length of the k block that starts at k0 */
-static inline int64_t k_block(int64_t K, int64_t k0)
-{
-    return K - k0 <= GEMM_KC_MAX ? K - k0 : GEMM_KC;
-}
-
-static void gemm_cols_direct(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
-                             float *c, int64_t ldc, int64_t n0, int64_t n1)
-{
-    const int64_t K = w->cols;
-    const size_t es = brt_dtype_size(w->dtype);
-    const int has_bias = bias && bias->data;
-    /* rows of A per block: keep the block in L2 while the weight tiles stream past it */
-    int64_t mb = (int64_t)(256 * 1024) / (k_block(K, 0) * 4);
-    mb = mb < MR ? MR : mb - mb % MR;
-    for (int64_t m0 = 0; m0 < m; m0 += mb) {
-        int64_t m1 = m0 + mb < m ? m0 + mb : m;
-        for (int64_t k0 = 0, kc; k0 < K; k0 += kc) {
-            kc = k_block(K, k0);
-            const int first = k0 == 0, last = k0 + kc == K;
-            for (int64_t j0 = n0; j0 < n1; j0 += NR) {
-                const void *wr[NR];
-                float bj[NR];
-                for (int j = 0; j < NR; j++) {
-                    int64_t col = j0 + j;
-                    wr[j] = col < n1 ? (const char *)w->data + ((size_t)col * (size_t)K + (size_t)k0) * es
-                                     : (const void *)k_zero;
-                    bj[j] = (has_bias && last && col < n1) ? scalar_f32(bias->data, bias->dtype, col) : 0.0f;
-                }
-                for (int64_t i0 = m0; i0 < m1; i0 += MR) {
-                    const float *ar[MR];
-                    for (int i = 0; i < MR; i++)
-                        ar[i] = i0 + i < m1 ? a + (i0 + i) * lda + k0 : k_zero;
-                    float out[MR][NR];
-                    if (w->dtype == BRT_DT_F32)
-                        tile_f32(ar, (const float *const *)wr, kc, out);
-                    else if (w->dtype == BRT_DT_BF16)
-                        tile_bf16(ar, (const uint16_t *const *)wr, kc, out);
-                    else
-                        tile_f16(ar, (const uint16_t *const *)wr, kc, out);
-                    for (int i = 0; i < MR && i0 + i < m1; i++) {
-                        float *crow = c + (i0 + i) * ldc;
-                        for (int j = 0; j < NR && j0 + j < n1; j++) {
-                            float v = first ? out[i][j] : crow[j0 + j] + out[i][j];
-                            crow[j0 + j] = has_bias && last ? v + bj[j] : v;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/* Few rows (decode): the weights stream from memory once per call, so the loop runs over
- * groups of NR weight rows outside and the k blocks inside: each group is read once, start to
- * end, for all the rows of A (which stay in L1/L2), and its per-block results are summed in
- * registers. While one group is computed, the next one (NR rows, contiguous in the file) is
- * prefetched towards L2 at the rate this one is read, a whole group ahead. Row tiles of 1..MR
- * rows are compiled for their own count (no zero rows of A are multiplied). Per output, the
- * arithmetic is gemm_cols_direct's: the same lane-wise FMA chain over each k block's steps, the
- * same v_hsum, then ((block0 + block1) + ...) + bias. */
 static inline __attribute__((always_inline)) vf loadw(const int dt, const void *p, int64_t k)
 {
     if (dt == BRT_DT_F32)
@@ -165,352 +65,336 @@ static inline __attribute__((always_inline)) vf loadw(const int dt, const void *
     return v_load_f16((const uint16_t *)p + k);
 }
 
-/* out[i][j] = v_hsum of the chain of a[i] . w[j] over kc elements, i < R. While at it, row tile
- * t of nt prefetches the lines pf + s * NR * VL * es (+ NR * VL * es) of the steps s = t mod nt
- * (pf may be NULL): the nt row tiles of a k block together prefetch them all, at an even rate. */
-static inline __attribute__((always_inline)) void few_tile(const int R, const int dt, const float *const *a,
-                                                           const void *const *w, int64_t kc, const char *pf,
-                                                           int t, int nt, float out[MR][NR])
+/* weight rows [j0, j0 + cols) (cols <= NV * VL), k in [k0, k0 + kc), into wp [kc][NV * VL] f32; the
+ * columns from cols on are 0 */
+static inline __attribute__((always_inline)) void pack_panel_dt(const int dt, const int NV, const void *w, int64_t K, int64_t j0,
+                                                                int cols, int64_t k0, int64_t kc, float *wp)
 {
-    const int64_t es = dt == BRT_DT_F32 ? 4 : 2, pf_step = NR * VL * es;
-    vf acc[MR][NR];
-    _Pragma("GCC unroll 8") for (int i = 0; i < R; i++)
-        _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) acc[i][j] = v_zero();
-    int64_t k = 0;
-    int ph = t;
-    for (; k + VL <= kc; k += VL) {
-        if (pf && ph == 0) {
-            _Pragma("GCC unroll 16") for (int64_t o = 0; o < pf_step; o += 64)
-                __builtin_prefetch(pf + o, 0, 2);
+    const int64_t es = dt == BRT_DT_F32 ? 4 : 2, P = NV * VL;
+    for (int g = 0; g < NV; g++) {
+        const int nj = cols - g * VL <= 0 ? 0 : cols - g * VL >= VL ? VL : cols - g * VL;
+        float *d = wp + g * VL;
+        if (nj == 0) {
+            for (int64_t k = 0; k < kc; k++)
+                v_store(d + k * P, v_zero());
+            continue;
         }
-        if (pf) {
-            pf += pf_step;
-            ph = ph == 0 ? nt - 1 : ph - 1;
-        }
-        vf av[MR];
-        _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) av[i] = v_load(a[i] + k);
-        _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++)
-        {
-            vf wv = loadw(dt, w[j], k);
-            _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) acc[i][j] = v_fma(av[i], wv, acc[i][j]);
-        }
-    }
-    if (k < kc) {
-        const int64_t r = kc - k;
-        float at[MR][VL];
-        uint32_t wt[NR][VL]; /* room for VL f32 or 2 VL 16-bit elements */
-        memset(at, 0, sizeof at);
-        memset(wt, 0, sizeof wt);
-        for (int i = 0; i < R; i++)
-            memcpy(at[i], a[i] + k, (size_t)r * sizeof(float));
-        for (int j = 0; j < NR; j++)
-            memcpy(wt[j], (const char *)w[j] + k * es, (size_t)(r * es));
-        for (int j = 0; j < NR; j++) {
-            vf wv = loadw(dt, wt[j], 0);
-            for (int i = 0; i < R; i++)
-                acc[i][j] = v_fma(v_load(at[i]), wv, acc[i][j]);
-        }
-    }
-    _Pragma("GCC unroll 8") for (int i = 0; i < R; i++)
-        _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) out[i][j] = v_hsum(acc[i][j]);
-}
-
-#define FEW_MAX_M 16
-
-static inline __attribute__((always_inline)) void gemm_few_dt(const int dt, const float *a, int64_t lda, int64_t m,
-                                                              const brt_weight *w, const brt_weight *bias, float *c,
-                                                              int64_t ldc, int64_t n0, int64_t n1)
-{
-    const int64_t K = w->cols, es = dt == BRT_DT_F32 ? 4 : 2;
-    const int has_bias = bias && bias->data;
-    const char *wd = (const char *)w->data;
-    const int nt = (int)((m + MR - 1) / MR);
-    for (int64_t j0 = n0; j0 < n1; j0 += NR) {
-        const int cols = n1 - j0 < NR ? (int)(n1 - j0) : NR;
-        /* the next group's bytes, contiguous: prefetched over this group's steps */
-        const char *pf = j0 + NR < n1 ? wd + (size_t)(j0 + NR) * (size_t)K * (size_t)es : NULL;
-        float res[FEW_MAX_M][NR];
-        for (int64_t k0 = 0, kc; k0 < K; k0 += kc) {
-            kc = k_block(K, k0);
-            const void *wr[NR];
-            for (int j = 0; j < NR; j++)
-                wr[j] = j < cols ? (const void *)(wd + ((size_t)(j0 + j) * (size_t)K + (size_t)k0) * (size_t)es)
-                                 : (const void *)k_zero;
-            for (int64_t i0 = 0; i0 < m; i0 += MR) {
-                const int R = m - i0 < MR ? (int)(m - i0) : MR;
-                const float *ar[MR];
-                for (int i = 0; i < MR; i++)
-                    ar[i] = i < R ? a + (i0 + i) * lda + k0 : k_zero;
-                const char *p = pf ? pf + k0 * NR * es : NULL;
-                const int t = (int)(i0 / MR);
-                float out[MR][NR];
-                switch (R) {
-#if MR >= 4
-                case 4: few_tile(4, dt, ar, wr, kc, p, t, nt, out); break;
-#endif
-#if MR >= 3
-                case 3: few_tile(3, dt, ar, wr, kc, p, t, nt, out); break;
-#endif
-                case 2: few_tile(2, dt, ar, wr, kc, p, t, nt, out); break;
-                default: few_tile(1, dt, ar, wr, kc, p, t, nt, out); break;
-                }
-                for (int i = 0; i < R; i++)
-                    for (int j = 0; j < NR; j++)
-                        res[i0 + i][j] = k0 == 0 ? out[i][j] : res[i0 + i][j] + out[i][j];
+        const char *rows[VL];
+        for (int r = 0; r < VL; r++)
+            rows[r] = (const char *)w + ((size_t)(j0 + g * VL + (r < nj ? r : 0)) * (size_t)K + (size_t)k0) * es;
+        int64_t k = 0;
+        for (; k + VL <= kc; k += VL) {
+            vf t[VL];
+            if (nj == VL) {
+                _Pragma("GCC unroll 16") for (int r = 0; r < VL; r++) t[r] = loadw(dt, rows[r], k);
+            } else {
+                for (int r = 0; r < VL; r++)
+                    t[r] = r < nj ? loadw(dt, rows[r], k) : v_zero();
             }
+            v_transpose(t);
+            _Pragma("GCC unroll 16") for (int s = 0; s < VL; s++) v_store(d + (k + s) * P, t[s]);
         }
-        for (int j = 0; j < cols; j++) {
-            const float bj = has_bias ? scalar_f32(bias->data, bias->dtype, j0 + j) : 0.0f;
-            for (int64_t i = 0; i < m; i++)
-                c[i * ldc + j0 + j] = has_bias ? res[i][j] + bj : res[i][j];
+        for (; k < kc; k++) {
+            float col[VL];
+            for (int r = 0; r < VL; r++)
+                col[r] = r < nj ? scalar_f32(rows[r], (brt_dtype)dt, k) : 0.0f;
+            v_store(d + k * P, v_load(col));
         }
     }
 }
 
-static void gemm_few(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias, float *c,
-                     int64_t ldc, int64_t n0, int64_t n1)
+/* the same from the backend's packed copy (w->dev: panels of 16 rows, [ceil(rows / 16)][K][16]
+ * in the weight's dtype, rows past the end 0); j0 a multiple of 16: a straight copy per k */
+static inline __attribute__((always_inline)) void pack_panel_pk_dt(const int dt, const int NV, const void *pk, int64_t K,
+                                                                   int64_t j0, int cols, int64_t k0, int64_t kc,
+                                                                   float *wp)
 {
-    if (w->dtype == BRT_DT_F32)
-        gemm_few_dt(BRT_DT_F32, a, lda, m, w, bias, c, ldc, n0, n1);
-    else if (w->dtype == BRT_DT_BF16)
-        gemm_few_dt(BRT_DT_BF16, a, lda, m, w, bias, c, ldc, n0, n1);
-    else
-        gemm_few_dt(BRT_DT_F16, a, lda, m, w, bias, c, ldc, n0, n1);
+    const int64_t es = dt == BRT_DT_F32 ? 4 : 2, P = NV * VL;
+    for (int g = 0; g * 16 < P; g++) {
+        float *d = wp + g * 16;
+        if (g * 16 >= cols) {
+            for (int64_t k = 0; k < kc; k++)
+                _Pragma("GCC unroll 2") for (int h = 0; h < 16; h += VL) v_store(d + k * P + h, v_zero());
+            continue;
+        }
+        const char *src = (const char *)pk + ((size_t)(j0 / 16 + g) * (size_t)K + (size_t)k0) * 16 * (size_t)es;
+        for (int64_t k = 0; k < kc; k++)
+            _Pragma("GCC unroll 2") for (int h = 0; h < 16; h += VL) v_store(d + k * P + h, loadw(dt, src, k * 16 + h));
+    }
 }
 
-/* Packed path (m >= 4 PMR rows): per (block of rows, k block), the rows of A are copied once into
- * tiles of PMR rows interleaved by vector step ([step][row][VL]); per PNR weight rows, the weights
- * likewise ([step][column][VL], converted to f32: exact). A tile then reads two contiguous streams,
- * the weights from L1 and A from L2, instead of PMR + PNR rows K elements apart (which share L1
- * sets when K * 4 is a multiple of 4 KiB). The arithmetic is the direct path's, operation for
- * operation: one lane-wise FMA chain per output over the block's vector steps in order (the last
- * one zero-padded), the same horizontal tree (done for many accumulators at once on avx512), then
- * c = c + block, + bias after the last block. */
-#define PMR GEMM_PMR
-#define PNR GEMM_PNR
-#define GEMM_KS ((GEMM_KC_MAX + VL - 1) / VL) /* vector steps in the longest k block */
+#define PACK_PANEL(NAME, NV)                                                                       \
+    static void NAME(const brt_weight *w, int64_t j0, int cols, int64_t k0, int64_t kc, float *wp)     \
+    {                                                                                               \
+        const int pk = w->dev && j0 % 16 == 0;                                                      \
+        if (w->dtype == BRT_DT_F32)                                                                 \
+            pk ? pack_panel_pk_dt(BRT_DT_F32, NV, w->dev, w->cols, j0, cols, k0, kc, wp)            \
+               : pack_panel_dt(BRT_DT_F32, NV, w->data, w->cols, j0, cols, k0, kc, wp);             \
+        else if (w->dtype == BRT_DT_BF16)                                                           \
+            pk ? pack_panel_pk_dt(BRT_DT_BF16, NV, w->dev, w->cols, j0, cols, k0, kc, wp)           \
+               : pack_panel_dt(BRT_DT_BF16, NV, w->data, w->cols, j0, cols, k0, kc, wp);            \
+        else                                                                                        \
+            pk ? pack_panel_pk_dt(BRT_DT_F16, NV, w->dev, w->cols, j0, cols, k0, kc, wp)            \
+               : pack_panel_dt(BRT_DT_F16, NV, w->data, w->cols, j0, cols, k0, kc, wp);             \
+    }
+PACK_PANEL(pack_panel_f, FEW_NV) /* the few-rows path */
+PACK_PANEL(pack_panel_w, ONV) /* the register tile's width: the many-rows path */
 
-/* rows x kc of A (row stride lda) into tiles of PMR rows; rows past `rows` and k past kc are 0 */
+/* rows x kc of A (row stride lda) into tiles of OMR rows, each [kc][OMR] (tile t at t * kc *
+ * OMR); rows past `rows` are 0. VL x VL register transposes whose vectors are stored OMR floats
+ * apart, in increasing order, each store's VL - OMR extra lanes overwritten by the next: the
+ * buffer needs VL floats of room past its end. */
 static void pack_a(const float *a, int64_t lda, int64_t rows, int64_t kc, float *ap)
 {
-    const int64_t steps = (kc + VL - 1) / VL, full = kc / VL;
-    for (int64_t t = 0; t * PMR < rows; t++)
-        for (int i = 0; i < PMR; i++) {
-            const int64_t r = t * PMR + i;
-            float *d = ap + (t * steps * PMR + i) * VL;
-            if (r >= rows) {
-                for (int64_t s = 0; s < steps; s++)
-                    v_store(d + s * PMR * VL, v_zero());
-                continue;
-            }
-            const float *src = a + r * lda;
-            /* two rows ahead: each row is a new stream to the hardware prefetcher */
-            const char *next = r + 2 < rows ? (const char *)(src + 2 * lda) : NULL;
-            for (int64_t s = 0; s < full; s++) {
-                if (next && (s * VL * 4) % 64 == 0)
-                    __builtin_prefetch(next + s * VL * 4, 0, 3);
-                v_store(d + s * PMR * VL, v_load(src + s * VL));
-            }
-            if (full < steps) {
-                float tmp[VL];
-                memset(tmp, 0, sizeof tmp);
-                memcpy(tmp, src + full * VL, (size_t)(kc - full * VL) * sizeof(float));
-                v_store(d + full * PMR * VL, v_load(tmp));
-            }
+    for (int64_t t = 0; t * OMR < rows; t++) {
+        float *d = ap + t * kc * OMR;
+        const int nr = rows - t * OMR < OMR ? (int)(rows - t * OMR) : OMR;
+        const float *src = a + t * OMR * lda;
+        int64_t k = 0;
+        for (; k + VL <= kc; k += VL) {
+            vf r[VL];
+            _Pragma("GCC unroll 16") for (int i = 0; i < VL; i++) r[i] = i < nr ? v_load(src + i * lda + k) : v_zero();
+            v_transpose(r);
+            _Pragma("GCC unroll 16") for (int s = 0; s < VL; s++) v_store(d + (k + s) * OMR, r[s]);
         }
-}
-
-/* cols (<= PNR) weight rows of kc elements (row stride K) into [step][PNR][VL] f32 */
-#define DEFINE_PACK_W(NAME, T, LOADW)                                                        \
-    static void NAME(const T *w, int64_t K, int cols, int64_t kc, float *wp)                 \
-    {                                                                                        \
-        const int64_t steps = (kc + VL - 1) / VL, full = kc / VL;                            \
-        for (int j = 0; j < PNR; j++) {                                                      \
-            float *d = wp + j * VL;                                                          \
-            if (j >= cols) {                                                                 \
-                for (int64_t s = 0; s < steps; s++)                                          \
-                    v_store(d + s * PNR * VL, v_zero());                                     \
-                continue;                                                                    \
-            }                                                                                \
-            const T *src = w + j * K;                                                        \
-            for (int64_t s = 0; s < full; s++)                                               \
-                v_store(d + s * PNR * VL, LOADW(src + s * VL));                              \
-            if (full < steps) {                                                              \
-                T tmp[VL];                                                                   \
-                memset(tmp, 0, sizeof tmp);                                                  \
-                memcpy(tmp, src + full * VL, (size_t)(kc - full * VL) * sizeof(T));          \
-                v_store(d + full * PNR * VL, LOADW(tmp));                                    \
-            }                                                                                \
-        }                                                                                    \
-    }
-
-DEFINE_PACK_W(pack_w_f32, float, LOADW_F32)
-DEFINE_PACK_W(pack_w_bf16, uint16_t, LOADW_BF16)
-DEFINE_PACK_W(pack_w_f16, uint16_t, LOADW_F16)
-
-#if defined(BRT_SIMD_ISA_avx512) && PMR == 6 && PNR == 4
-/* v_hsum's tree (lane l + l+8, then l + l+4, l + l+2, l + l+1) on two vectors at a time: each
- * level adds the same pairs of partial sums, only packed into fewer registers */
-static inline __m512 red1(__m512 x, __m512 y)
-{
-    return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xee));
-}
-static inline __m512 red2(__m512 x, __m512 y)
-{
-    return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
-}
-static inline __m512 red3(__m512 x, __m512 y)
-{
-    return _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x44), _mm512_shuffle_ps(x, y, 0xee));
-}
-static inline __m512 red4(__m512 x, __m512 y)
-{
-    return _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xdd));
-}
-/* c[i][j] (+)= v_hsum(acc[i][j]) (+ bias) for the nr x cols corner of the tile. Four groups g of
- * four accumulators go to lanes 4k + g (k: the accumulator's place in its group): rows 0-3 of
- * the tile in one vector, row by row, and rows 4-5 in another. */
-static inline __attribute__((always_inline)) void tile_update(vf acc[PMR][PNR], float *ct, int64_t ldc, int nr,
-                                                              int cols, int first, const float *bj)
-{
-    __m512 q[4];
-    for (int j = 0; j < 4; j++)
-        q[j] = red2(red1(acc[0][j], acc[1][j]), red1(acc[2][j], acc[3][j]));
-    __m512 f0 = red4(red3(q[0], q[1]), red3(q[2], q[3]));
-    __m512 x = red2(red1(acc[4][0], acc[4][2]), red1(acc[5][0], acc[5][2]));
-    __m512 y = red2(red1(acc[4][1], acc[4][3]), red1(acc[5][1], acc[5][3]));
-    __m512 t = red3(x, y);
-    const __m512i idx = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 0, 1, 4, 5, 8, 9, 12, 13);
-    __m256 f1 = _mm512_castps512_ps256(_mm512_permutexvar_ps(idx, red4(t, t)));
-    if (nr == PMR && cols == PNR) {
-        __m128 r[PMR] = {_mm512_castps512_ps128(f0), _mm512_extractf32x4_ps(f0, 1), _mm512_extractf32x4_ps(f0, 2),
-                         _mm512_extractf32x4_ps(f0, 3), _mm256_castps256_ps128(f1), _mm256_extractf128_ps(f1, 1)};
-        const __m128 b = bj ? _mm_loadu_ps(bj) : _mm_setzero_ps();
-        for (int i = 0; i < PMR; i++) {
-            float *crow = ct + i * ldc;
-            __m128 v = first ? r[i] : _mm_add_ps(_mm_loadu_ps(crow), r[i]);
-            _mm_storeu_ps(crow, bj ? _mm_add_ps(v, b) : v);
-        }
-        return;
-    }
-    _Alignas(64) float out[PMR * PNR];
-    _mm512_store_ps(out, f0);
-    _mm256_store_ps(out + 16, f1);
-    for (int i = 0; i < nr; i++) {
-        float *crow = ct + i * ldc;
-        for (int j = 0; j < cols; j++) {
-            float v = first ? out[i * PNR + j] : crow[j] + out[i * PNR + j];
-            crow[j] = bj ? v + bj[j] : v;
+        for (; k < kc; k++) {
+            for (int i = 0; i < nr; i++)
+                d[k * OMR + i] = src[i * lda + k];
+            for (int i = nr; i < OMR; i++)
+                d[k * OMR + i] = 0.0f;
         }
     }
 }
-#else
-static inline __attribute__((always_inline)) void tile_update(vf acc[PMR][PNR], float *ct, int64_t ldc, int nr,
-                                                              int cols, int first, const float *bj)
+
+/* One register tile over a k block: R rows of A (at: [kc][as]) times NV vectors of weights per k,
+ * continuing the chains held in c (or from +0 where first), adding bj ([NP] or NULL) after the
+ * last block; the first `cols` columns of c are written. The weights come from a packed panel
+ * (DT = 0: wp [kc][NV * VL] f32), or straight from the backend's packed copy (DT = its dtype + 1:
+ * vector v at pv[v] + (k0 + k) * 16 elements). */
+static inline __attribute__((always_inline)) void tile_r(const int R, const int NV, const int DT, const float *at,
+                                                         const int64_t as, const float *wp, const char *const *pv,
+                                                         int64_t k0, int64_t kc, float *c, int64_t ldc, int cols,
+                                                         int first, const float *bj)
 {
-    for (int i = 0; i < nr; i++) {
-        float *crow = ct + i * ldc;
-        for (int j = 0; j < cols; j++) {
-            float o = v_hsum(acc[i][j]), v = first ? o : crow[j] + o;
-            crow[j] = bj ? v + bj[j] : v;
+    const int P = NV * VL;
+    vf acc[OMR][ONV];
+    _Alignas(64) float tmp[NP];
+    _Pragma("GCC unroll 16") for (int i = 0; i < R; i++)
+    {
+        if (first) {
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = v_zero();
+        } else if (cols == P) {
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = v_load(c + i * ldc + v * VL);
+        } else {
+            memset(tmp, 0, sizeof tmp);
+            memcpy(tmp, c + i * ldc, (size_t)cols * sizeof(float));
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = v_load(tmp + v * VL);
         }
     }
-}
-#endif
-
-static inline __attribute__((always_inline)) void packed_tile(const float *ap, const float *wp, int64_t steps,
-                                                              float *ct, int64_t ldc, int nr, int cols, int first,
-                                                              const float *bj)
-{
-    vf acc[PMR][PNR];
-    _Pragma("GCC unroll 8") for (int i = 0; i < PMR; i++)
-        _Pragma("GCC unroll 8") for (int j = 0; j < PNR; j++) acc[i][j] = v_zero();
-    for (int64_t s = 0; s < steps; s++) {
-        const float *as = ap + s * PMR * VL, *ws = wp + s * PNR * VL;
-        vf wv[PNR];
-        _Pragma("GCC unroll 8") for (int j = 0; j < PNR; j++) wv[j] = v_load(ws + j * VL);
-        _Pragma("GCC unroll 8") for (int i = 0; i < PMR; i++)
+    for (int64_t k = 0; k < kc; k++) {
+        vf wv[ONV];
+        if (DT) {
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) wv[v] = loadw(DT - 1, pv[v], (k0 + k) * 16);
+        } else {
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) wv[v] = v_load(wp + k * P + v * VL);
+        }
+        _Pragma("GCC unroll 16") for (int i = 0; i < R; i++)
         {
-            vf av = v_load(as + i * VL);
-            _Pragma("GCC unroll 8") for (int j = 0; j < PNR; j++) acc[i][j] = v_fma(av, wv[j], acc[i][j]);
+            const vf av = v_set1(at[k * as + i]);
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = v_fma(av, wv[v], acc[i][v]);
         }
     }
-    tile_update(acc, ct, ldc, nr, cols, first, bj);
+    _Pragma("GCC unroll 16") for (int i = 0; i < R; i++)
+    {
+        if (bj) {
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = v_add(acc[i][v], v_load(bj + v * VL));
+        }
+        if (cols == P) {
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) v_store(c + i * ldc + v * VL, acc[i][v]);
+        } else {
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) v_store(tmp + v * VL, acc[i][v]);
+            memcpy(c + i * ldc, tmp, (size_t)cols * sizeof(float));
+        }
+    }
 }
 
-/* 0, or -1 where the A buffer could not be had (the caller then takes the direct path) */
-static int gemm_packed(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
-                       float *c, int64_t ldc, int64_t n0, int64_t n1)
+/* tile_r compiled for each row count (edge tiles multiply no zero rows) */
+static inline __attribute__((always_inline)) void tile_nv(const int NV, const int DT, int R, const float *at,
+                                                          int64_t as, const float *wp, const char *const *pv,
+                                                          int64_t k0, int64_t kc, float *c, int64_t ldc, int cols,
+                                                          int first, const float *bj)
 {
-    const int64_t K = w->cols;
-    const size_t es = brt_dtype_size(w->dtype);
-    const int has_bias = bias && bias->data;
-    if (K <= 0)
-        return -1;
-    /* the A buffer holds the longest k block (the last may reach GEMM_KC_MAX); its rows are set
-     * by the first: the packed block (about 384 KiB) stays in L2 while the weight tiles go past
-     * it; blocks of about equal size */
-    const int64_t kc_max = K < GEMM_KC_MAX ? K : GEMM_KC_MAX, steps_max = (kc_max + VL - 1) / VL;
-    int64_t mb = (int64_t)(384 * 1024) / (((k_block(K, 0) + VL - 1) / VL) * VL * 4);
-    mb = mb < PMR ? PMR : mb - mb % PMR;
-    const int64_t nblk = (m + mb - 1) / mb;
-    mb = ((m + nblk - 1) / nblk + PMR - 1) / PMR * PMR;
-    size_t abytes = ((size_t)(mb * steps_max * VL) * sizeof(float) + 63) / 64 * 64;
-    float *ap = aligned_alloc(64, abytes);
-    if (!ap)
-        return -1;
-    _Alignas(64) float wp[GEMM_KS * PNR * VL];
+#define TILE_CASE(n) \
+    case n: tile_r(n, NV, DT, at, as, wp, pv, k0, kc, c, ldc, cols, first, bj); break;
+    switch (R) {
+#if OMR >= 12
+        TILE_CASE(12) TILE_CASE(11) TILE_CASE(10) TILE_CASE(9) TILE_CASE(8) TILE_CASE(7)
+#endif
+#if OMR >= 6
+        TILE_CASE(6) TILE_CASE(5)
+#endif
+        TILE_CASE(4) TILE_CASE(3) TILE_CASE(2)
+    default: tile_r(1, NV, DT, at, as, wp, pv, k0, kc, c, ldc, cols, first, bj); break;
+    }
+#undef TILE_CASE
+}
+/* the many-rows path's tile: packed A, a packed panel */
+static void tile_w(int R, const float *at, const float *wp, int64_t kc, float *c, int64_t ldc, int cols, int first,
+                   const float *bj)
+{
+    tile_nv(ONV, 0, R, at, OMR, wp, NULL, 0, kc, c, ldc, cols, first, bj);
+}
+/* the few-rows path's: A packed per tile (as = its rows), weights from a packed panel (dt < 0) or
+ * straight from the backend's packed copy in dtype dt */
+static void tile_f(int dt, int R, const float *at, int64_t as, const float *wp, const char *const *pv, int64_t k0,
+                   int64_t kc, float *c, int64_t ldc, int cols, int first, const float *bj)
+{
+    switch (dt) {
+    case BRT_DT_F32: tile_nv(FEW_NV, BRT_DT_F32 + 1, R, at, as, NULL, pv, k0, kc, c, ldc, cols, first, bj); break;
+    case BRT_DT_BF16: tile_nv(FEW_NV, BRT_DT_BF16 + 1, R, at, as, NULL, pv, k0, kc, c, ldc, cols, first, bj); break;
+    case BRT_DT_F16: tile_nv(FEW_NV, BRT_DT_F16 + 1, R, at, as, NULL, pv, k0, kc, c, ldc, cols, first, bj); break;
+    default: tile_nv(FEW_NV, 0, R, at, as, wp, NULL, k0, kc, c, ldc, cols, first, bj); break;
+    }
+}
+
+/* the bias of columns [j0, j0 + cols) as [NP] f32, 0 past cols */
+static void panel_bias(const brt_weight *bias, int64_t j0, int cols, float *bj)
+{
+    for (int j = 0; j < NP; j++)
+        bj[j] = j < cols ? scalar_f32(bias->data, bias->dtype, j0 + j) : 0.0f;
+}
+
+/* Few rows (decode): panel by panel of FP weight rows, k chunk by k chunk, so each weight is read
+ * once. A is packed once per tile ([K][R], R its rows). Full panels of the backend's packed copy
+ * are read in place (contiguous streams, converted in registers); other panels are packed per
+ * chunk. ap: the scratch for A (gemm_scratch_floats). */
+static void gemm_few(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias, float *c,
+                     int64_t ldc, int64_t n0, int64_t n1, float *ap)
+{
+    const int64_t K = w->cols, es = (int64_t)brt_dtype_size(w->dtype);
+    const int64_t tiles = (m + OMR - 1) / OMR;
+    for (int64_t t = 0; t < tiles; t++) {
+        const int R = m - t * OMR < OMR ? (int)(m - t * OMR) : OMR;
+        float *d = ap + t * OMR * K;
+        for (int64_t k = 0; k < K; k++)
+            for (int i = 0; i < R; i++)
+                d[k * R + i] = a[(t * OMR + i) * lda + k];
+    }
+    _Alignas(64) float wp[KC_FEW * FP];
+    _Alignas(64) float bj[NP];
+    for (int64_t j0 = n0; j0 < n1; j0 += FP) {
+        const int cols = n1 - j0 < FP ? (int)(n1 - j0) : FP;
+        const int direct = w->dev && j0 % 16 == 0 && cols == FP;
+        const char *pv[FEW_NV];
+        for (int v = 0; v < FEW_NV; v++)
+            pv[v] = direct ? (const char *)w->dev + (((j0 + v * VL) / 16) * K * 16 + (v * VL) % 16) * es : NULL;
+        if (bias && bias->data)
+            panel_bias(bias, j0, cols, bj);
+        for (int64_t k0 = 0; k0 < K; k0 += KC_FEW) {
+            const int64_t kc = K - k0 < KC_FEW ? K - k0 : KC_FEW;
+            if (!direct)
+                pack_panel_f(w, j0, cols, k0, kc, wp);
+            const int last = k0 + kc == K;
+            for (int64_t t = 0; t < tiles; t++) {
+                const int R = m - t * OMR < OMR ? (int)(m - t * OMR) : OMR;
+                tile_f(direct ? (int)w->dtype : -1, R, ap + t * OMR * K + k0 * R, R, wp, pv, k0, kc,
+                       c + t * OMR * ldc + j0, ldc, cols, k0 == 0, last && bias && bias->data ? bj : NULL);
+            }
+        }
+    }
+}
+
+/* the lines of r rows of c (row stride ldc) under a tile's NP columns, for writing */
+static inline void prefetch_c(const float *c, int64_t ldc, int r)
+{
+    for (int i = 0; i < r; i++) {
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + NP / 2, 1, 3);
+        __builtin_prefetch(c + i * ldc + NP - 1, 1, 3);
+    }
+}
+
+/* Many rows (prefill): per block of up to MB_MANY rows and k block of KC_MANY, A's block is
+ * packed once ([tile][kc][OMR], in L2) and every panel of the weights is packed and run past
+ * all its row tiles, the next panel's rows prefetched meanwhile. 0, or -1 where the A buffer
+ * could not be had. */
+static void gemm_many(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias, float *c,
+                      int64_t ldc, int64_t n0, int64_t n1, float *ap)
+{
+    const int64_t K = w->cols, es = (int64_t)brt_dtype_size(w->dtype);
+    const int64_t nblk = (m + MB_MANY - 1) / MB_MANY;
+    const int64_t mb = ((m + nblk - 1) / nblk + OMR - 1) / OMR * OMR; /* blocks of about equal size */
+    _Alignas(64) float wp[KC_MANY * NP];
+    _Alignas(64) float bj[NP];
     for (int64_t m0 = 0; m0 < m; m0 += mb) {
-        const int64_t rows = m0 + mb < m ? mb : m - m0;
-        for (int64_t k0 = 0, kc; k0 < K; k0 += kc) {
-            kc = k_block(K, k0);
-            const int64_t steps = (kc + VL - 1) / VL;
+        const int64_t rows = m - m0 < mb ? m - m0 : mb, tiles = (rows + OMR - 1) / OMR;
+        for (int64_t k0 = 0; k0 < K; k0 += KC_MANY) {
+            const int64_t kc = K - k0 < KC_MANY ? K - k0 : KC_MANY;
             const int first = k0 == 0, last = k0 + kc == K;
             pack_a(a + m0 * lda + k0, lda, rows, kc, ap);
-            for (int64_t j0 = n0; j0 < n1; j0 += PNR) {
-                const int cols = n1 - j0 < PNR ? (int)(n1 - j0) : PNR;
-                const void *wsrc = (const char *)w->data + ((size_t)j0 * (size_t)K + (size_t)k0) * es;
-                if (w->dtype == BRT_DT_F32)
-                    pack_w_f32(wsrc, K, cols, kc, wp);
-                else if (w->dtype == BRT_DT_BF16)
-                    pack_w_bf16(wsrc, K, cols, kc, wp);
-                else
-                    pack_w_f16(wsrc, K, cols, kc, wp);
-                float bj[PNR];
-                for (int j = 0; j < PNR; j++)
-                    bj[j] = has_bias && last && j < cols ? scalar_f32(bias->data, bias->dtype, j0 + j) : 0.0f;
-                /* the next weight tile's rows, towards L2, spread over this tile's row tiles */
-                const int64_t ncols = n1 - j0 - PNR < PNR ? n1 - j0 - PNR : PNR, row_bytes = kc * (int64_t)es;
-                const int64_t pf_lines = ncols > 0 ? ncols * ((row_bytes + 63) / 64) : 0;
-                const int64_t ntiles = (rows + PMR - 1) / PMR, pf_per = (pf_lines + ntiles - 1) / ntiles;
-                int64_t pf = 0;
-                for (int64_t i0 = 0; i0 < rows; i0 += PMR) {
-                    for (int64_t e = pf + pf_per; pf < e && pf < pf_lines; pf++) {
-                        int64_t per_row = (row_bytes + 63) / 64;
-                        __builtin_prefetch((const char *)wsrc + (PNR + pf / per_row) * K * (int64_t)es +
-                                               (pf % per_row) * 64, 0, 2);
+            for (int64_t j0 = n0; j0 < n1; j0 += NP) {
+                const int cols = n1 - j0 < NP ? (int)(n1 - j0) : NP;
+                pack_panel_w(w, j0, cols, k0, kc, wp);
+                if (last && bias && bias->data)
+                    panel_bias(bias, j0, cols, bj);
+                /* the next panel's rows of this k block, towards L2, spread over the row tiles */
+                const int64_t next_cols = n1 - j0 - NP < NP ? n1 - j0 - NP : NP, row_lines = (kc * es + 63) / 64;
+                const int64_t pf_lines = next_cols > 0 ? next_cols * row_lines : 0,
+                              pf_per = (pf_lines + tiles - 1) / tiles;
+                const char *pf = next_cols > 0 ? (const char *)w->data +
+                                                     ((size_t)(j0 + NP) * (size_t)K + (size_t)k0) * (size_t)es
+                                               : NULL;
+                int64_t pl = 0, prow = 0, pline = 0; /* lines issued; the next one's row and line in it */
+                for (int64_t t = 0; t < tiles; t++) {
+                    for (const int64_t e = pl + pf_per; pl < e && pl < pf_lines; pl++) {
+                        __builtin_prefetch(pf + prow * K * es + pline * 64, 0, 2);
+                        if (++pline == row_lines)
+                            pline = 0, prow++;
                     }
-                    const int nr = rows - i0 < PMR ? (int)(rows - i0) : PMR;
-                    packed_tile(ap + i0 * steps * VL, wp, steps, c + (m0 + i0) * ldc + j0, ldc, nr, cols, first,
-                                has_bias && last ? bj : NULL);
+                    /* the next tile's rows of c (this panel's next row tile, or the next
+                     * panel's first): the tile loads them first thing */
+                    const int64_t nt = t + 1 < tiles ? t + 1 : 0, nj = t + 1 < tiles ? j0 : j0 + NP;
+                    if (nj < n1)
+                        prefetch_c(c + (m0 + nt * OMR) * ldc + nj, ldc,
+                                   rows - nt * OMR < OMR ? (int)(rows - nt * OMR) : OMR);
+                    const int R = rows - t * OMR < OMR ? (int)(rows - t * OMR) : OMR;
+                    tile_w(R, ap + t * kc * OMR, wp, kc, c + (m0 + t * OMR) * ldc + j0, ldc, cols, first,
+                         last && bias && bias->data ? bj : NULL);
                 }
             }
         }
     }
-    free(ap);
-    return 0;
+}
+
+/* floats of scratch gemm_cols needs for up to m rows over K (a task may get fewer rows than its
+ * share, and so take the few-rows path): the packed rows of A, with VL floats of room for
+ * pack_a's last store */
+static int64_t gemm_scratch_floats(int64_t m, int64_t K)
+{
+    const int64_t few = (m < FEW_MAX_M ? m : FEW_MAX_M) + OMR - 1;
+    const int64_t need_few = few / OMR * OMR * K;
+    if (m <= FEW_MAX_M)
+        return need_few;
+    /* gemm_many's row block is at most MB_MANY (or m) rows, rounded up to whole tiles */
+    const int64_t mb = ((m < MB_MANY ? m : MB_MANY) + OMR - 1) / OMR * OMR;
+    const int64_t need_many = mb * (K < KC_MANY ? K : KC_MANY) + VL;
+    return need_few > need_many ? need_few : need_many;
 }
 
 static void gemm_cols(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
-                      float *c, int64_t ldc, int64_t n0, int64_t n1)
+                      float *c, int64_t ldc, int64_t n0, int64_t n1, float *scratch)
 {
-    /* below a few register tiles of rows, packing the weights costs more than it saves */
-    if (m >= 4 * PMR && gemm_packed(a, lda, m, w, bias, c, ldc, n0, n1) == 0)
+    if (w->cols <= 0) {
+        /* an empty sum: +0, then the bias */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = n0; j < n1; j++)
+                c[i * ldc + j] = bias && bias->data ? 0.0f + scalar_f32(bias->data, bias->dtype, j) : 0.0f;
         return;
-    if (m <= FEW_MAX_M && w->cols > 0)
-        gemm_few(a, lda, m, w, bias, c, ldc, n0, n1);
+    }
+    if (m <= FEW_MAX_M)
+        gemm_few(a, lda, m, w, bias, c, ldc, n0, n1, scratch);
     else
-        gemm_cols_direct(a, lda, m, w, bias, c, ldc, n0, n1);
+        gemm_many(a, lda, m, w, bias, c, ldc, n0, n1, scratch);
 }
 
 /* ---- attention ------------------------------------------------------------------------- */
@@ -1272,9 +1156,10 @@ const brt_simd_ops ISA_SUFFIX(brt_simd) = {
 #else
     .isa = "generic",
 #endif
-    .gemm_nr = GEMM_SPLIT_NR,
-    .gemm_mr = PMR,
+    .gemm_nr = NP,
+    .gemm_mr = OMR,
     .gemm_cols = gemm_cols,
+    .gemm_scratch_floats = gemm_scratch_floats,
     .attn = attn,
     .rmsnorm_row = rmsnorm_row,
     .silu_mul_row = silu_mul_row,

@@ -34,9 +34,10 @@ typedef struct brt_simd_ops {
     const char *isa;
     int gemm_nr;              /* columns per GEMM tile: thread splits are multiples of it */
     int gemm_mr;              /* rows per GEMM tile (row splits are multiples of it) */
-    /* c[:, n0:n1] for all m rows (see brt_backend.gemm) */
+    /* c[:, n0:n1] for all m rows (see brt_backend.gemm); scratch holds gemm_scratch_floats(m, K) */
     void (*gemm_cols)(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias,
-                      float *c, int64_t ldc, int64_t n0, int64_t n1);
+                      float *c, int64_t ldc, int64_t n0, int64_t n1, float *scratch);
+    int64_t (*gemm_scratch_floats)(int64_t m, int64_t k);
     /* attention for query vectors [qv0, qv1) of each kv head in [kvh0, kvh1) of one segment
      * ((kvh1 - kvh0) * (qv1 - qv0) <= BRT_ATTN_QV_MAX); scratch holds
      * brt_simd_attn_scratch_floats(head_dim) floats */
