@@ -337,19 +337,23 @@ static void gemm_many(const float *a, int64_t lda, int64_t m, const brt_weight *
                 pack_panel_w(w, j0, cols, k0, kc, wp);
                 if (last && bias && bias->data)
                     panel_bias(bias, j0, cols, bj);
-                /* the next panel's rows of this k block, towards L2, spread over the row tiles */
-                const int64_t next_cols = n1 - j0 - NP < NP ? n1 - j0 - NP : NP, row_lines = (kc * es + 63) / 64;
-                const int64_t pf_lines = next_cols > 0 ? next_cols * row_lines : 0,
-                              pf_per = (pf_lines + tiles - 1) / tiles;
-                const char *pf = next_cols > 0 ? (const char *)w->data +
-                                                     ((size_t)(j0 + NP) * (size_t)K + (size_t)k0) * (size_t)es
-                                               : NULL;
-                int64_t pl = 0, prow = 0, pline = 0; /* lines issued; the next one's row and line in it */
+                /* the next panel's weights of this k block, towards L2, spread over the row tiles:
+                 * runs of run_lines lines, run_stride bytes apart (the packed copy: one run per 16
+                 * rows; the file's layout: one per row) */
+                const int64_t next_cols = n1 - j0 - NP < NP ? n1 - j0 - NP : NP;
+                const int pk = w->dev && j0 % 16 == 0;
+                const int64_t runs = next_cols <= 0 ? 0 : pk ? (next_cols + 15) / 16 : next_cols;
+                const int64_t run_lines = ((pk ? 16 : 1) * kc * es + 63) / 64, run_stride = (pk ? 16 : 1) * K * es;
+                const char *pf = runs == 0 ? NULL
+                                 : pk      ? (const char *)w->dev + ((size_t)(j0 + NP) * (size_t)K + (size_t)k0 * 16) * (size_t)es
+                                           : (const char *)w->data + ((size_t)(j0 + NP) * (size_t)K + (size_t)k0) * (size_t)es;
+                const int64_t pf_lines = runs * run_lines, pf_per = (pf_lines + tiles - 1) / tiles;
+                int64_t pl = 0, prun = 0, pline = 0; /* lines issued; the next one's run and line in it */
                 for (int64_t t = 0; t < tiles; t++) {
                     for (const int64_t e = pl + pf_per; pl < e && pl < pf_lines; pl++) {
-                        __builtin_prefetch(pf + prow * K * es + pline * 64, 0, 2);
-                        if (++pline == row_lines)
-                            pline = 0, prow++;
+                        __builtin_prefetch(pf + prun * run_stride + pline * 64, 0, 2);
+                        if (++pline == run_lines)
+                            pline = 0, prun++;
                     }
                     /* the next tile's rows of c (this panel's next row tile, or the next
                      * panel's first): the tile loads them first thing */
