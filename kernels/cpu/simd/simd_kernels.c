@@ -42,19 +42,23 @@ static inline float scalar_f32(const void *p, brt_dtype dt, int64_t i)
  * v_fma is fmaf), so results do not depend on micro-batch packing and every path gives the same
  * bits.
  *
- * Register tile: OMR rows x ONV vectors of columns (NP = ONV * VL weight rows). A panel of NP
- * weight rows is packed transposed, [k][NP] in f32 (exact), by VL x VL register transposes; the
- * tile's rows of A are packed [k][OMR] and broadcast. A k block's partial sums go to c and come
- * back into the same chain. */
+ * Register tile: OMR rows x ONV vectors of columns (NP = ONV * VL weight rows). The weights come
+ * from the backend's packed copy (w->dev, cpu_memory.c: panels of 16 rows, [rows / 16][K][16] in
+ * their dtype), or, for a weight that was not uploaded, from the file's layout by VL x VL register
+ * transposes; either way a panel of NP rows is laid out [k][NP] in f32 (exact) for the tile, or
+ * read in place by the few-rows path. The tile's rows of A are packed [k][rows] and broadcast. A
+ * k block's partial sums go to c and come back into the same chain. */
 #define OMR GEMM_OMR
 #define ONV GEMM_ONV
 #define NP (ONV * VL)
 #define FEW_MAX_M 16 /* up to this many rows: panel by panel, each weight read once (decode) */
-#define FEW_NV 2
+#define FEW_NV 2     /* vectors of columns per few-rows tile: two chains per row at batch 1 */
 #define FP (FEW_NV * VL) /* columns per panel of the few-rows path */
-#define KC_FEW 128   /* k chunk of the few-rows path: its packed panel stays in L1 */
-#define KC_MANY 768  /* k block of the many-rows path */
-#define MB_MANY 512  /* rows per block of the many-rows path (their k block of A stays in L2) */
+#define KC_FEW 128   /* k chunk of the few-rows path (a panel packed from the file's layout: L1) */
+#define KC_MANY 768  /* k block of the many-rows path: c goes out and back once per block */
+#define MB_MANY 512  /* rows per block of the many-rows path: each weight panel is packed once per
+                      * block, and a block's packed A (up to 1.5 MiB) streams from L2/L3 */
+_Static_assert(FEW_NV <= ONV && NP % 16 == 0 && FP % 16 == 0, "tiles and 16-row panels");
 
 static inline __attribute__((always_inline)) vf loadw(const int dt, const void *p, int64_t k)
 {
