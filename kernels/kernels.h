@@ -88,7 +88,8 @@ static inline int64_t brt_runs_rows(const brt_run *runs, int32_t n_runs)
 
 /* A weight matrix [rows, cols] = [out, in] (y = x W^T), or a vector (rows = 1). data is the host
  * copy (memory-mapped checkpoint, or the f32 norm vectors); weight_upload makes it usable by a
- * backend's kernels and records where in dev (the CPU backend computes from data itself). */
+ * backend's kernels and records where in dev (the CUDA backend's device copy; the CPU backend's
+ * packed panels of a GEMM weight, reading vectors and lookup tables from data itself). */
 typedef struct brt_weight {
     const void *data;     /* NULL = absent */
     brt_dtype dtype;      /* F32, F16 or BF16 */
