@@ -319,9 +319,9 @@ static inline void prefetch_c(const float *c, int64_t ldc, int r)
 }
 
 /* Many rows (prefill): per block of up to MB_MANY rows and k block of KC_MANY, A's block is
- * packed once ([tile][kc][OMR], in L2) and every panel of the weights is packed and run past
- * all its row tiles, the next panel's rows prefetched meanwhile. 0, or -1 where the A buffer
- * could not be had. */
+ * packed once ([tile][kc][OMR], into ap: the scratch, gemm_scratch_floats) and every panel of the
+ * weights is laid out [kc][NP] and run past all its row tiles, the next panel's weights and the
+ * next tile's rows of c prefetched meanwhile. */
 static void gemm_many(const float *a, int64_t lda, int64_t m, const brt_weight *w, const brt_weight *bias, float *c,
                       int64_t ldc, int64_t n0, int64_t n1, float *ap)
 {
