@@ -256,7 +256,7 @@ int main(int argc, char **argv)
             int64_t m, n, k;
             brt_dtype dt;
         } dc[] = {{1, 4096, 4096, BRT_DT_F32}, {8, 4096, 4096, BRT_DT_F32}, {1, 4096, 4096, BRT_DT_BF16},
-                  {8, 4096, 4096, BRT_DT_BF16}, {1, 32000, 768, BRT_DT_F32}, {1, 11008, 4096, BRT_DT_BF16}};
+                  {8, 4096, 4096, BRT_DT_BF16}, {16, 4096, 4096, BRT_DT_BF16}, {1, 32000, 768, BRT_DT_F32}, {1, 11008, 4096, BRT_DT_BF16}};
         for (size_t i = 0; i < sizeof dc / sizeof dc[0]; i++) {
             double s = gemm_seconds(be, dc[i].m, dc[i].n, dc[i].k, dc[i].dt, 20);
             double gbs = s > 0 ? (double)dc[i].n * dc[i].k * brt_dtype_size(dc[i].dt) / s / 1e9 : 0;
