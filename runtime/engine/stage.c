@@ -101,6 +101,7 @@ struct brt_stage {
     brt_logit_out lout[LOGIT_ROWS];
     double busy;
     int64_t n_mb;
+    brt_stage_work work;
 };
 
 static void *xcalloc(size_t n, size_t sz, int *fail)
@@ -235,6 +236,16 @@ void brt_stage_stats(const brt_stage *s, double *busy, int64_t *n)
 {
     *busy = s->busy;
     *n = s->n_mb;
+}
+
+brt_stage_work brt_stage_work_done(const brt_stage *s) { return s->work; }
+
+double brt_stage_work_flops(const brt_model_config *c, const brt_stage_work *w)
+{
+    const double D = c->hidden, qd = (double)c->n_heads * c->head_dim, kvd = (double)c->n_kv_heads * c->head_dim;
+    const double per_row = D * qd + 2 * D * kvd + qd * D + 3 * D * c->intermediate;
+    return 2 * per_row * (double)w->layer_rows + 4.0 * c->head_dim * c->n_heads * (double)w->attn_pairs +
+           2 * D * c->vocab_size * (double)w->logit_rows;
 }
 
 brt_mat brt_stage_hidden(brt_stage *s) { return s->hidden; }
@@ -473,6 +484,7 @@ static brt_status flush_logits(brt_stage *s, brt_microbatch *mb, brt_step_result
     BRT_TRY(be->copy_rows(be, &packed, 1, s->runs, n, s->dim, NULL, NULL, 0, err));
     BRT_TRY(be->rmsnorm(be, s->xn, &s->w.final_norm, s->cfg.rms_eps, s->xn, n, s->dim, err));
     BRT_TRY(be->logits(be, s->xn, n, &s->w.lm_head, s->logits, err));
+    s->work.logit_rows += n;
     for (int32_t j = 0; j < n; j++) {
         const brt_step *st = &mb->steps[batch[j].step];
         const brt_step_result *r = &res[batch[j].step];
@@ -607,6 +619,34 @@ static brt_status find_jobs(brt_stage *s, brt_microbatch *mb, int *any_beacon, b
     return BRT_OK;
 }
 
+/* Keys of [0, n_keys) a row sees: the size of the union of its intervals */
+static int64_t visible_keys(const brt_attn_vis *v, int32_t n_keys)
+{
+    int32_t lo[BRT_ATTN_MAX_INTERVALS], hi[BRT_ATTN_MAX_INTERVALS];
+    int n = 0;
+    for (int i = 0; i < v->n && i < BRT_ATTN_MAX_INTERVALS; i++) {
+        int32_t a = v->lo[i] > 0 ? v->lo[i] : 0, b = v->hi[i] < n_keys ? v->hi[i] : n_keys;
+        if (a >= b)
+            continue;
+        int j = n++; /* kept in order of lo */
+        for (; j > 0 && lo[j - 1] > a; j--) {
+            lo[j] = lo[j - 1];
+            hi[j] = hi[j - 1];
+        }
+        lo[j] = a;
+        hi[j] = b;
+    }
+    int64_t count = 0;
+    int32_t end = INT32_MIN;
+    for (int i = 0; i < n; i++) {
+        int32_t a = lo[i] > end ? lo[i] : end;
+        if (hi[i] > a)
+            count += hi[i] - a;
+        end = hi[i] > end ? hi[i] : end;
+    }
+    return count;
+}
+
 /* Attention of layer l: each step's policy describes its keys (prepare), one attention op over
  * every step, then each policy updates its state (commit). A step whose policy fails is failed
  * alone. */
@@ -665,6 +705,9 @@ static brt_status attention(brt_stage *s, brt_microbatch *mb, int32_t l, brt_err
     }
     brt_attn_args args = {s->segs, nseg, c->n_heads, c->n_kv_heads, c->head_dim, sqrtf((float)c->head_dim)};
     BRT_TRY(be->attention(be, &args, err));
+    for (int32_t g = 0; g < nseg; g++)
+        for (int32_t r = 0; r < s->segs[g].rows; r++)
+            s->work.attn_pairs += visible_keys(&s->segs[g].vis[r], s->segs[g].n_keys);
     off = 0;
     for (int32_t i = 0; i < mb->n_steps; i++) {
         brt_step *st = &mb->steps[i];
@@ -712,6 +755,7 @@ brt_status brt_stage_forward(brt_stage *s, brt_microbatch *mb, brt_step_result *
         BRT_TRY(be->silu_mul(be, s->gate, s->up, rows, s->inter, err));
         BRT_TRY(proj(s, rows, any_beacon, s->gate, &L->w_down, &none, &L->beacon_down, &none, s->tmp, err));
         BRT_TRY(be->add(be, s->hidden, s->tmp, rows, dim, err));
+        s->work.layer_rows += rows;
     }
     for (int32_t i = 0; i < mb->n_steps; i++) {
         brt_step *st = &mb->steps[i];

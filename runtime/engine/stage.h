@@ -63,4 +63,16 @@ int32_t brt_stage_jobs(const brt_stage *s);
 /* Seconds spent in forward and the number of micro-batches (for idle fractions). */
 void brt_stage_stats(const brt_stage *s, double *busy_seconds, int64_t *microbatches);
 
+/* The arithmetic a stage has done since it was created, counted as it goes (for FLOP rates and
+ * MFU): rows through its layers (summed over layers; beacon rows included), visible (query row,
+ * key) pairs of its attention (summed over layers, one head), rows through lm_head. */
+typedef struct brt_stage_work {
+    int64_t layer_rows, attn_pairs, logit_rows;
+} brt_stage_work;
+brt_stage_work brt_stage_work_done(const brt_stage *s);
+/* Floating-point operations of that work on cfg's layers: 2 per multiply-add of each linear layer
+ * (q/k/v/o, gate/up/down; beacon rows use weights of the same shapes), 4 x head_dim per pair and
+ * head (scores and values; the softmax not counted), 2 x hidden x vocab per lm_head row. */
+double brt_stage_work_flops(const brt_model_config *cfg, const brt_stage_work *w);
+
 #endif
