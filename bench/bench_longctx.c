@@ -1,15 +1,19 @@
-/* Long-document prefill: tokens/s and peak memory against document length for the policies
- * full, beacon_v1 and fot on the BASELINES "mid" model, beside the official implementations'
- * figures (BASELINES.md).
- *   bench_longctx [--max-len N] [--lengths 4096,8192,...] [--policies full,beacon_v1,fot]
+/* Long-document prefill: tokens/s, the FLOP rate against the measured peak, and peak memory
+ * against document length for the policies full, beacon_v1 (ratio 8, and adaptive) and fot on the
+ * BASELINES "mid" model, beside the official implementations' figures (BASELINES.md).
+ *   bench_longctx [--max-len N] [--lengths 4096,8192,...] [--policies full,beacon_v1,beacon_adapt,fot]
  *                 [--mem-limit-gb G] [--threads N] [--reps N] [--head all|last]
  *                 [--mem-dtype bfloat16|float32] [--keep DIR]
  *
  * Each measurement runs in its own forked process (node opened, a 256-token warm-up job, then the
  * measured job), so its peak RSS (VmHWM) is its own. Models are generated once, before forking:
  * mid (plain llama, used by full), mid-beacon (Activation Beacon v1 fields + beacon weights:
- * window 1024, stride 1024, ratio 8, step-expansion) and mid-fot (LongLLaMA: window 2048, last
- * context 1024, memory layers 3, 6, 9; its model.safetensors is a link to mid's weights). */
+ * window 1024, stride 1024, ratio 8, step-expansion), mid-beacon-adapt (the same weights, linked,
+ * with ratios 2..128 chosen per document by adapt-1024: the released checkpoint's inference mode,
+ * which bounds memory + window by max_position_embeddings) and mid-fot (LongLLaMA: window 2048,
+ * last context 1024, memory layers 3, 6, 9; its model.safetensors is a link to mid's weights).
+ * GFLOP/s counts the arithmetic the engine did (brt_stage_work_done: rows through the layers,
+ * visible attention pairs, lm_head rows) over the measured job's seconds. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +33,7 @@ static const char *const k_help =
     "usage: bench_longctx [options]\n"
     "  --max-len N          longest document (65536); lengths above it are not run\n"
     "  --lengths L,L,..     document lengths (4096,8192,16384,32768,65536)\n"
-    "  --policies P,P,..    full,beacon_v1,fot (all three)\n"
+    "  --policies P,P,..    full,beacon_v1,beacon_adapt,fot (all four)\n"
     "  --mem-limit-gb G     skip runs whose predicted memory exceeds G GiB (16)\n"
     "  --threads N          kernel threads (default: all cores)\n"
     "  --reps N             measured jobs per run, best reported (1)\n"
@@ -38,9 +42,9 @@ static const char *const k_help =
     "  --mem-dtype D        LongLLaMA memory dtype: bfloat16 (released configs; default) | float32\n"
     "  --keep DIR           generate the models into DIR and keep them (reused if present)\n";
 
-enum { P_FULL = 0, P_BEACON, P_FOT, P_N };
-static const char *const k_pol_name[P_N] = {"full", "beacon_v1", "fot"};
-static const char *const k_pol_dir[P_N] = {"mid", "mid-beacon", "mid-fot"};
+enum { P_FULL = 0, P_BEACON, P_ADAPT, P_FOT, P_N };
+static const char *const k_pol_name[P_N] = {"full", "beacon_v1", "beacon_adapt", "fot"};
+static const char *const k_pol_dir[P_N] = {"mid", "mid-beacon", "mid-beacon-adapt", "mid-fot"};
 
 /* BASELINES.md: the official PyTorch code on this machine, prefill tokens/s (0 = none). */
 static double official_tok_s(int pol, int64_t len)
@@ -63,6 +67,7 @@ typedef struct child_result {
     int64_t kv_peak;       /* brt_stage_kv_peak */
     int64_t hwm_kib;       /* VmHWM at the end */
     int64_t rss_warm_kib;  /* VmRSS after the warm-up job (weights + buffers) */
+    double flops;          /* of one measured job (brt_stage_work_flops) */
     char error[1200];
 } child_result;
 
@@ -87,6 +92,7 @@ static void child_run(const char *dir, int64_t len, int head_all, int threads, i
     }
     r.rss_warm_kib = bench_proc_status_kib("VmRSS");
     r.seconds = 1e30;
+    const brt_stage_work w0 = brt_stage_work_done(node->stage);
     for (int i = 0; i < reps; i++) {
         if (bench_run_batch(node, &jobs, 1, len, head_all ? 0 : 1, head_all, 100 + (uint64_t)i, &bb) != 0) {
             snprintf(r.error, sizeof r.error, "%s", jobs.error);
@@ -95,6 +101,11 @@ static void child_run(const char *dir, int64_t len, int head_all, int threads, i
         if (bb.seconds < r.seconds)
             r.seconds = bb.seconds;
     }
+    brt_stage_work w = brt_stage_work_done(node->stage);
+    w.layer_rows = (w.layer_rows - w0.layer_rows) / reps;
+    w.attn_pairs = (w.attn_pairs - w0.attn_pairs) / reps;
+    w.logit_rows = (w.logit_rows - w0.logit_rows) / reps;
+    r.flops = brt_stage_work_flops(&node->model.cfg, &w);
     r.kv_peak = brt_stage_kv_peak(node->stage);
     r.hwm_kib = bench_proc_status_kib("VmHWM");
     r.ok = 1;
@@ -178,16 +189,20 @@ static int ensure_model(const char *work, int pol, brt_dtype dt, const char *mem
     snprintf(dir, sizeof dir, "%s/%s", work, k_pol_dir[pol]);
     snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
     snprintf(wp, sizeof wp, "%s/model.safetensors", dir);
-    mk_spec s = pol == P_BEACON ? mk_spec_mid_beacon() : pol == P_FOT ? mk_spec_mid_fot() : mk_spec_mid();
+    mk_spec s = pol == P_BEACON || pol == P_ADAPT ? mk_spec_mid_beacon() : pol == P_FOT ? mk_spec_mid_fot() : mk_spec_mid();
     s.dtype = dt;
     s.mem_dtype = mem_dtype;
-    if (pol == P_FOT) {
-        /* the config is cheap: always rewrite it (the memory dtype may differ between runs) */
-        if (ensure_model(work, P_FULL, dt, mem_dtype, err) != 0 || mk_write_config(&s, dir, err) != BRT_OK)
+    if (pol == P_ADAPT)
+        s.beacon_adapt = 1024;
+    if (pol == P_FOT || pol == P_ADAPT) {
+        /* another policy's weights under this config; the config is cheap: always rewrite it (the
+         * memory dtype may differ between runs) */
+        const int base = pol == P_FOT ? P_FULL : P_BEACON;
+        if (ensure_model(work, base, dt, mem_dtype, err) != 0 || mk_write_config(&s, dir, err) != BRT_OK)
             return -1;
         if (!file_exists(wp)) {
             char target[4200];
-            snprintf(target, sizeof target, "%s/%s/model.safetensors", work, k_pol_dir[P_FULL]);
+            snprintf(target, sizeof target, "%s/%s/model.safetensors", work, k_pol_dir[base]);
             char *abs = realpath(target, NULL);
             int bad = !abs || symlink(abs, wp) != 0;
             free(abs);
@@ -241,7 +256,7 @@ int main(int argc, char **argv)
     int64_t lengths[32] = {4096, 8192, 16384, 32768, 65536};
     int n_len = 5, threads = 0, reps = 1, head_all = 1;
     int64_t max_len = 65536;
-    int want[P_N] = {1, 1, 1};
+    int want[P_N] = {1, 1, 1, 1};
     double mem_limit_gb = 16;
     const char *keep = NULL, *mem_dtype = "bfloat16";
     for (int i = 1; i < argc; i++) {
@@ -280,7 +295,7 @@ int main(int argc, char **argv)
                     if (!strcmp(t, k_pol_name[p]))
                         want[p] = found = 1;
                 if (!found) {
-                    fprintf(stderr, "bench_longctx: unknown policy %s (full, beacon_v1, fot)\n", t);
+                    fprintf(stderr, "bench_longctx: unknown policy %s (full, beacon_v1, beacon_adapt, fot)\n", t);
                     return 2;
                 }
             }
@@ -344,8 +359,11 @@ int main(int argc, char **argv)
            "(weights + stage buffers); peak RSS = VmHWM of the run's own process (fresh exec per run); runs whose "
            "predicted memory (weights + KV planned + stage buffers) exceeds --mem-limit-gb %.1f GiB are skipped\n",
            mem_limit_gb);
-    printf("%-10s %7s %9s %8s %8s %7s %11s %11s %10s %10s  %s\n", "policy", "tokens", "seconds", "tok/s",
-           "official", "ratio", "KV peak", "KV planned", "RSS warm", "peak RSS", "note");
+    printf("# GFLOP/s = the engine's arithmetic (layers' linear maps on every row, beacon rows included; 4 x "
+           "head_dim per visible attention pair and head; lm_head rows) / seconds; of peak = against the peak at the "
+           "start\n");
+    printf("%-12s %7s %9s %8s %8s %7s %8s %7s %11s %11s %10s %10s  %s\n", "policy", "tokens", "seconds", "tok/s",
+           "official", "ratio", "GFLOP/s", "of peak", "KV peak", "KV planned", "RSS warm", "peak RSS", "note");
     for (int p = 0; p < P_N; p++) {
         if (!want[p])
             continue;
@@ -376,7 +394,7 @@ int main(int argc, char **argv)
             double off = official_tok_s(p, len);
             brt_state_need need;
             if (brt_plan_state_need(&cfg, len, head_all ? 0 : 1, 512, &need, &err) != BRT_OK) {
-                printf("%-10s %7lld  cannot plan: %s\n", k_pol_name[p], (long long)len, err.msg);
+                printf("%-12s %7lld  cannot plan: %s\n", k_pol_name[p], (long long)len, err.msg);
                 continue;
             }
             int64_t kv_pred = brt_plan_job_bytes(&cfg, &need, 0, cfg.n_layers, brt_node_block_bytes(&cfg), BRT_DT_F32);
@@ -385,9 +403,9 @@ int main(int argc, char **argv)
                 char offs[16] = "-";
                 if (off > 0)
                     snprintf(offs, sizeof offs, "%.0f", off);
-                printf("%-10s %7lld %9s %8s %8s %7s %11s %11s %10s %10s  skipped: predicted %s > --mem-limit-gb "
-                       "%.1f\n",
-                       k_pol_name[p], (long long)len, "-", "-", offs, "-", "-",
+                printf("%-12s %7lld %9s %8s %8s %7s %8s %7s %11s %11s %10s %10s  skipped: predicted %s > "
+                       "--mem-limit-gb %.1f\n",
+                       k_pol_name[p], (long long)len, "-", "-", offs, "-", "-", "-", "-",
                        bench_bytes((double)kv_pred, b1, sizeof b1), "-", "-", bench_bytes((double)pred, b2, sizeof b2),
                        mem_limit_gb);
                 fflush(stdout);
@@ -396,8 +414,8 @@ int main(int argc, char **argv)
             child_result r;
             int64_t maxrss = 0;
             if (measure(dir, len, head_all, threads, reps, &r, &maxrss, note, sizeof note) != 0) {
-                printf("%-10s %7lld %9s %8s %8s %7s %11s %11s %10s %10s  FAILED: %s\n", k_pol_name[p], (long long)len,
-                       "-", "-", "-", "-", "-", bench_bytes((double)kv_pred, b1, sizeof b1), "-",
+                printf("%-12s %7lld %9s %8s %8s %7s %8s %7s %11s %11s %10s %10s  FAILED: %s\n", k_pol_name[p],
+                       (long long)len, "-", "-", "-", "-", "-", "-", "-", bench_bytes((double)kv_pred, b1, sizeof b1), "-",
                        maxrss > 0 ? bench_bytes(maxrss * 1024.0, b2, sizeof b2) : "-", note);
                 fflush(stdout);
                 continue;
@@ -409,8 +427,10 @@ int main(int argc, char **argv)
                 snprintf(ratio, sizeof ratio, "%.2fx", tps / off);
             }
             int64_t hwm = r.hwm_kib > 0 ? r.hwm_kib : maxrss;
-            printf("%-10s %7lld %9.2f %8.1f %8s %7s %11s %11s %10s %10s  %s\n", k_pol_name[p], (long long)len,
-                   r.seconds, tps, offs, ratio, bench_bytes((double)r.kv_peak, b1, sizeof b1),
+            const double gf = r.flops / r.seconds / 1e9;
+            printf("%-12s %7lld %9.2f %8.1f %8s %7s %8.1f %6.0f%% %11s %11s %10s %10s  %s\n", k_pol_name[p],
+                   (long long)len, r.seconds, tps, offs, ratio, gf, peak > 0 ? 100 * gf / peak : 0.0,
+                   bench_bytes((double)r.kv_peak, b1, sizeof b1),
                    bench_bytes((double)kv_pred, b2, sizeof b2), bench_bytes(r.rss_warm_kib * 1024.0, b3, sizeof b3),
                    bench_bytes(hwm * 1024.0, b4, sizeof b4), "");
             fflush(stdout);

@@ -1,7 +1,8 @@
 /* Write a random Llama-family model folder (config.json + model.safetensors) for benchmarks.
  *   mkmodel --out DIR [--hidden N] [--intermediate N] [--layers N] [--heads N] [--kv-heads N]
  *           [--vocab N] [--max-pos N] [--dtype f32|bf16] [--seed N]
- *           [--beacon [--beacon-window N] [--beacon-stride N] [--beacon-ratio N] [--beacon-attn A]
+ *           [--beacon [--beacon-window N] [--beacon-stride N] [--beacon-ratio N | --beacon-adapt N]
+ *                     [--beacon-attn A]
  *                     [--no-beacon-weights]]
  *           [--longllama [--mem-layers 3,6,9] [--last-context N] [--mem-dtype bfloat16|float32]]
  * Default: the BASELINES "mid" model (hidden 768, intermediate 2048, 12 layers, 12 heads, vocab
@@ -30,6 +31,7 @@ static const char *const k_help =
     "  --seed N              random seed (42)\n"
     "  --beacon              Activation Beacon v1 fields and beacon weights\n"
     "    --beacon-window N   (1024)   --beacon-stride N (1024)   --beacon-ratio N (8)\n"
+    "    --beacon-adapt N    ratios 2..128 chosen per document by adapt-N (instead of --beacon-ratio)\n"
     "    --beacon-attn A     step-expansion | segmentation | full-coverage (step-expansion)\n"
     "    --no-beacon-weights config fields only (the runtime then uses the official init)\n"
     "  --longllama           LongLLaMA (FoT) fields: model_type longllama\n"
@@ -102,6 +104,8 @@ int main(int argc, char **argv)
             bad = parse_int(v, 1, 1 << 24, &s.beacon_stride);
         else if (!strcmp(a, "--beacon-ratio"))
             bad = parse_int(v, 0, 1 << 20, &s.beacon_ratio);
+        else if (!strcmp(a, "--beacon-adapt"))
+            bad = parse_int(v, 1, 1 << 30, &s.beacon_adapt);
         else if (!strcmp(a, "--beacon-attn"))
             s.beacon_attn = v;
         else if (!strcmp(a, "--last-context"))

@@ -34,6 +34,8 @@ typedef struct mk_spec {
     mk_kind kind;
     /* Activation Beacon v1 */
     int32_t beacon_window, beacon_stride, beacon_ratio;
+    int32_t beacon_adapt;     /* N > 0: ratios 2..128 chosen per document by adapt-N (the released
+                               * checkpoint's inference mode); 0: beacon_ratio, fixed */
     const char *beacon_attn;  /* step-expansion | segmentation | full-coverage */
     int beacon_weights;       /* write beacon_embed_tokens and beacon_{q,k,v,o}_proj */
     /* LongLLaMA (FoT); max_pos is the FoT window */
@@ -271,7 +273,11 @@ static json_t *mk_config_json(const mk_spec *s)
         json_object_set_new(c, "beacon_window", json_integer(s->beacon_window));
         json_t *st = json_array(), *ra = json_array(), *pa = json_array();
         json_array_append_new(st, json_integer(s->beacon_stride));
-        json_array_append_new(ra, json_integer(s->beacon_ratio));
+        if (s->beacon_adapt > 0)
+            for (int r = 2; r <= 128; r *= 2)
+                json_array_append_new(ra, json_integer(r));
+        else
+            json_array_append_new(ra, json_integer(s->beacon_ratio));
         for (const char *p = "qkvo"; *p; p++) {
             char one[2] = {*p, 0};
             json_array_append_new(pa, json_string(one));
@@ -279,7 +285,10 @@ static json_t *mk_config_json(const mk_spec *s)
         json_object_set_new(c, "beacon_stride", st);
         json_object_set_new(c, "beacon_stride_mix", json_string("step-random"));
         json_object_set_new(c, "beacon_ratio", ra);
-        json_object_set_new(c, "beacon_ratio_mix", json_string("step-random"));
+        char mix[32] = "step-random";
+        if (s->beacon_adapt > 0)
+            snprintf(mix, sizeof mix, "adapt-%d", s->beacon_adapt);
+        json_object_set_new(c, "beacon_ratio_mix", json_string(mix));
         json_object_set_new(c, "beacon_attn", json_string(s->beacon_attn));
         json_object_set_new(c, "beacon_attend_previous", json_true());
         json_object_set_new(c, "beacon_param", pa);
