@@ -187,9 +187,7 @@ int main(int argc, char **argv)
         return 1;
     }
     const brt_model_config *cfg = &node->model.cfg;
-    const int64_t D = cfg->hidden, qd = (int64_t)cfg->n_heads * cfg->head_dim;
-    const int64_t kvd = (int64_t)cfg->n_kv_heads * cfg->head_dim, I = cfg->intermediate;
-    const double lin = (double)(2 * D * qd + 2 * D * kvd + 3 * D * I) * cfg->n_layers; /* linear params per row */
+    const int64_t D = cfg->hidden;
     char b1[32], b2[32];
     const double wbytes = (double)brt_stage_weights(node->stage)->bytes; /* bf16: as on the GPU */
     printf("model: %s, %d layers, hidden %lld, weights %s, KV budget %s, max rows %d\n", keep, cfg->n_layers,
@@ -200,18 +198,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_gpu: warm-up: %s\n", jobs.error);
         return 1;
     }
-    printf("\nprefill (beacon_v1, window 1024, ratio %d; rows = tokens x (1 + 1/%d); MFU = 2 x linear params x rows "
-           "/ time / the GEMM ceiling above; attention not counted)\n",
-           ratio, ratio);
+    printf("\nprefill (beacon_v1, window 1024, ratio %d; TFLOP/s = the arithmetic the engine counted "
+           "(brt_stage_work_done: linear maps on every row, beacon rows included, attention pairs, lm_head rows) / "
+           "time; MFU = that / the GEMM ceiling above)\n",
+           ratio);
     printf("%8s %5s %10s %12s %12s %8s\n", "tokens", "docs", "seconds", "tok/s", "TFLOP/s", "MFU");
     for (int li = 0; li < n_len; li++)
         for (int di = 0; di < n_docs; di++) {
+            const brt_stage_work w0 = brt_stage_work_done(node->stage);
             if (bench_run_batch(node, &jobs, (int)docs[di], lengths[li], 1, 0, 100 + (uint64_t)li * 16 + di, &bb) != 0) {
                 printf("%8lld %5lld FAILED: %s\n", (long long)lengths[li], (long long)docs[di], jobs.error);
                 continue;
             }
-            const double toks = (double)lengths[li] * docs[di], rows = toks * (1.0 + 1.0 / ratio);
-            const double tf = 2.0 * lin * rows / bb.seconds / 1e12;
+            brt_stage_work w = brt_stage_work_done(node->stage);
+            w.layer_rows -= w0.layer_rows, w.attn_pairs -= w0.attn_pairs, w.logit_rows -= w0.logit_rows;
+            const double toks = (double)lengths[li] * docs[di];
+            const double tf = brt_stage_work_flops(cfg, &w) / bb.seconds / 1e12;
             printf("%8lld %5lld %10.2f %12.0f %12.1f %7.1f%%\n", (long long)lengths[li], (long long)docs[di], bb.seconds,
                    toks / bb.seconds, tf, tflops > 0 ? 100 * tf / tflops : 0.0);
             fflush(stdout);
