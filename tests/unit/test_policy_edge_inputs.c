@@ -23,6 +23,7 @@
 
 #include "cluster/node.h"
 #include "model/config.h"
+#include "node_harness.h"
 #include "model/safetensors.h"
 #include "sched/sched.h"
 
@@ -113,35 +114,12 @@ static run engine(const char *set, const char *overrides, const int32_t *ids, in
     json_t *ov = json_loads(overrides ? overrides : "{}", 0, &je);
     if (!ov)
         fail_msg("bad overrides %s", overrides);
-    brt_node_opts o;
-    memset(&o, 0, sizeof o);
-    o.model_dir = dir;
-    o.overrides = ov;
-    o.threads = 2;
-    o.kv_budget = (int64_t)256 << 20;
-    o.progress = 0;
-    brt_node *node = NULL;
-    brt_err err;
-    memset(&err, 0, sizeof err);
     run r;
     memset(&r, 0, sizeof r);
-    if (brt_node_open(&o, NULL, &node, &err) != BRT_OK) {
-        json_decref(ov);
-        fail_msg("%s %s: open: %s", set, overrides ? overrides : "", err.msg);
-    }
-    if (brt_node_start_sched(node, on_done, &r, &err) != BRT_OK)
-        fail_msg("%s: %s", set, err.msg);
-    brt_job_spec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.name = "edge";
-    spec.prompt = ids;
-    spec.prompt_len = n;
-    spec.max_new = max_new;
-    spec.temperature = 0.0f;
-    spec.top_p = 1.0f;
-    spec.logprobs = -1;
-    spec.full_logits = max_new == 0;
-    spec.ignore_eos = 1;
+    brt_node *node = harness_node(dir, ov, 2, (int64_t)256 << 20, on_done, &r);
+    brt_err err;
+    memset(&err, 0, sizeof err);
+    brt_job_spec spec = harness_spec("edge", ids, n, max_new, max_new == 0);
     brt_job *job = NULL;
     if (brt_sched_submit(node->sched, &spec, &job, &err) != BRT_OK || brt_node_run(node, &err) != BRT_OK)
         fail_msg("%s: run: %s", set, err.msg);
@@ -373,29 +351,14 @@ static void two_jobs_case(const char *set)
     char dir[1024];
     snprintf(dir, sizeof dir, GOLDEN "%s", set);
     json_t *ov = json_object();
-    brt_node_opts o;
-    memset(&o, 0, sizeof o);
-    o.model_dir = dir;
-    o.overrides = ov;
-    o.threads = 2;
-    o.kv_budget = (int64_t)256 << 20;
-    brt_node *node = NULL;
-    brt_err err;
-    memset(&err, 0, sizeof err);
     pair_ctx pc;
     memset(&pc, 0, sizeof pc);
-    if (brt_node_open(&o, NULL, &node, &err) != BRT_OK || brt_node_start_sched(node, on_done_pair, &pc, &err) != BRT_OK)
-        fail_msg("%s: %s", set, err.msg);
+    brt_node *node = harness_node(dir, ov, 2, (int64_t)256 << 20, on_done_pair, &pc);
+    brt_err err;
+    memset(&err, 0, sizeof err);
     for (int j = 0; j < 2; j++) {
-        brt_job_spec spec;
-        memset(&spec, 0, sizeof spec);
-        spec.name = j ? "short" : "long";
-        spec.prompt = j ? g.short_ids : g.ids;
-        spec.prompt_len = (int64_t)(j ? g.n_short : g.n);
-        spec.top_p = 1.0f;
-        spec.logprobs = -1;
-        spec.full_logits = 1;
-        spec.ignore_eos = 1;
+        brt_job_spec spec = harness_spec(j ? "short" : "long", j ? g.short_ids : g.ids,
+                                         (int64_t)(j ? g.n_short : g.n), 0, 1);
         spec.user = (void *)(intptr_t)j;
         brt_job *job;
         if (brt_sched_submit(node->sched, &spec, &job, &err) != BRT_OK)

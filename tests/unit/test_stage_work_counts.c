@@ -22,21 +22,15 @@
 #include "engine/policy.h"
 #include "engine/stage.h"
 #include "model/config.h"
+#include "node_harness.h"
 #include "sched/sched.h"
 
 #define GOLDEN BRT_SOURCE_DIR "/tests/data/golden/"
 
-typedef struct run {
-    int done, ok;
-    char error[512];
-} run;
-
+/* ctx: a char[512] that says "not finished" until the job ends, then "" or why it failed */
 static void on_done(void *ctx, brt_job *job)
 {
-    run *r = ctx;
-    r->done = 1;
-    r->ok = job->status == BRT_JOB_DONE;
-    snprintf(r->error, sizeof r->error, "%s", job->error);
+    snprintf(ctx, 512, "%s", job->status == BRT_JOB_DONE ? "" : job->error[0] ? job->error : "failed");
 }
 
 /* One job of n prompt tokens (ids 3, 4, ... mod 500) on a golden set's model; full = all prompt
@@ -45,37 +39,20 @@ static brt_stage_work work_of(const char *set, int64_t n, int full, int32_t max_
 {
     char dir[1024];
     snprintf(dir, sizeof dir, GOLDEN "%s", set);
-    brt_node_opts o;
-    memset(&o, 0, sizeof o);
-    o.model_dir = dir;
-    o.threads = 1;
-    o.kv_budget = (int64_t)64 << 20;
-    brt_node *node = NULL;
+    char why[512] = "not finished";
+    brt_node *node = harness_node(dir, NULL, 1, (int64_t)64 << 20, on_done, why);
     brt_err err;
     memset(&err, 0, sizeof err);
-    run r;
-    memset(&r, 0, sizeof r);
-    if (brt_node_open(&o, NULL, &node, &err) != BRT_OK || brt_node_start_sched(node, on_done, &r, &err) != BRT_OK)
-        fail_msg("%s: open: %s", set, err.msg);
     int32_t *ids = malloc((size_t)n * sizeof *ids);
     assert_non_null(ids);
     for (int64_t i = 0; i < n; i++)
         ids[i] = (int32_t)(3 + i % 500);
-    brt_job_spec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.name = "work";
-    spec.prompt = ids;
-    spec.prompt_len = n;
-    spec.max_new = max_new;
-    spec.top_p = 1.0f;
-    spec.logprobs = -1;
-    spec.full_logits = full;
-    spec.ignore_eos = 1;
+    brt_job_spec spec = harness_spec("work", ids, n, max_new, full);
     brt_job *job = NULL;
     if (brt_sched_submit(node->sched, &spec, &job, &err) != BRT_OK || brt_node_run(node, &err) != BRT_OK)
         fail_msg("%s: run: %s", set, err.msg);
-    if (!r.done || !r.ok)
-        fail_msg("%s: job failed: %s", set, r.error);
+    if (why[0])
+        fail_msg("%s: the job did not finish: %s", set, why);
     brt_stage_work w = brt_stage_work_done(node->stage);
     *cfg = node->model.cfg;
     brt_node_close(node);
