@@ -163,8 +163,6 @@ int main(int argc, char **argv)
     int64_t step_bytes = w->bytes - (w->has_embed ? w->embed.rows * w->embed.cols * (int64_t)brt_dtype_size(w->embed.dtype) : 0);
     if (cfg->tie_embeddings)
         step_bytes = w->bytes;
-    const int64_t D = cfg->hidden, qd = (int64_t)cfg->n_heads * cfg->head_dim, kvd = (int64_t)cfg->n_kv_heads * cfg->head_dim;
-    const int64_t layer_params = 2 * D * qd + 2 * D * kvd + 3 * D * cfg->intermediate;
     char b1[32];
     printf("model: %s: %s %s, hidden %d, intermediate %d, %d layers, %d heads (%d kv), vocab %d, weights %s %s\n",
            model, cfg->model_type, brt_policy_name(cfg->policy), cfg->hidden, cfg->intermediate, cfg->n_layers,
@@ -187,6 +185,7 @@ int main(int argc, char **argv)
 
     /* prefill: one job of `prompt` tokens generating 1 token (lm_head on the last row only) */
     double best = 1e30;
+    const brt_stage_work w0 = brt_stage_work_done(node->stage);
     for (int r = 0; r < reps; r++) {
         if (bench_run_batch(node, &jobs, 1, prompt, 1, 0, 1000 + (uint64_t)r, &bb) != 0) {
             fprintf(stderr, "bench_model: prefill: %s\n", jobs.error);
@@ -196,16 +195,16 @@ int main(int argc, char **argv)
             best = bb.seconds;
     }
     double P = (double)prompt;
-    double flops = 2.0 * layer_params * P * cfg->n_layers + 4.0 * qd * (P * (P + 1) / 2) * cfg->n_layers +
-                   2.0 * D * cfg->vocab_size;
-    if (cfg->policy == BRT_POLICY_FULL)
-        printf("prefill  %6lld tokens, policy %s:  %8.3f s  %8.1f tok/s  %7.1f GFLOP/s model = %3.0f%% of peak %.1f "
-               "(best of %d)\n",
-               (long long)prompt, brt_policy_name(cfg->policy), best, P / best, flops / best / 1e9,
-               100 * flops / best / 1e9 / peak, peak, reps);
-    else /* the FLOP count above is full attention's */
-        printf("prefill  %6lld tokens, policy %s:  %8.3f s  %8.1f tok/s  (best of %d)\n", (long long)prompt,
-               brt_policy_name(cfg->policy), best, P / best, reps);
+    /* the arithmetic of one job, as the stage counted it (every rep does the same) */
+    brt_stage_work done = brt_stage_work_done(node->stage);
+    done.layer_rows = (done.layer_rows - w0.layer_rows) / reps;
+    done.attn_pairs = (done.attn_pairs - w0.attn_pairs) / reps;
+    done.logit_rows = (done.logit_rows - w0.logit_rows) / reps;
+    const double flops = brt_stage_work_flops(cfg, &done);
+    printf("prefill  %6lld tokens, policy %s:  %8.3f s  %8.1f tok/s  %7.1f GFLOP/s counted = %3.0f%% of peak %.1f "
+           "(best of %d)\n",
+           (long long)prompt, brt_policy_name(cfg->policy), best, P / best, flops / best / 1e9,
+           100 * flops / best / 1e9 / peak, peak, reps);
 
     /* decode: (time of prompt + gen tokens) - (time of prompt + 1 token), per generated token */
     int sizes[2] = {1, batch};
