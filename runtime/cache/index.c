@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "base/u64map.h"
+#include "engine/step.h"
 
 struct brt_cache_index {
     brt_cache_index_opts o;
@@ -18,6 +19,7 @@ struct brt_cache_index {
     brt_u64map map;             /* brt_key_u64 -> entry */
     brt_cache_entry *all;
     uint64_t clock;
+    int64_t *dev_used;          /* [n_pipelines * n_stages] */
     int64_t *host_used;         /* [n_pipelines * n_stages] */
     int64_t *disk_used;         /* [n_stages] */
     brt_cache_counters c;
@@ -35,9 +37,10 @@ brt_status brt_cache_index_create(const brt_cache_index_opts *o, brt_cache_index
     x->o = *o;
     x->layers = malloc((size_t)(o->n_stages + 1) * sizeof *x->layers);
     x->host_used = calloc((size_t)o->n_pipelines * (size_t)o->n_stages, sizeof *x->host_used);
+    x->dev_used = calloc((size_t)o->n_pipelines * (size_t)o->n_stages, sizeof *x->dev_used);
     x->disk_used = calloc((size_t)o->n_stages, sizeof *x->disk_used);
     x->dir = o->dir ? strdup(o->dir) : NULL;
-    if (!x->layers || !x->host_used || !x->disk_used || (o->dir && !x->dir)) {
+    if (!x->layers || !x->host_used || !x->dev_used || !x->disk_used || (o->dir && !x->dir)) {
         brt_cache_index_destroy(x);
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
     }
@@ -53,6 +56,7 @@ static void entry_free(brt_cache_entry *e)
 {
     if (e) {
         free(e->bytes);
+        free(e->dev_bytes);
         free(e);
     }
 }
@@ -68,11 +72,13 @@ void brt_cache_index_destroy(brt_cache_index *x)
     brt_u64map_free(&x->map);
     free(x->layers);
     free(x->host_used);
+    free(x->dev_used);
     free(x->disk_used);
     free(x->dir);
     free(x);
 }
 
+int brt_cache_index_dev(const brt_cache_index *x) { return x && x->o.dev_budget > 0; }
 int brt_cache_index_host(const brt_cache_index *x) { return x && x->o.host_budget > 0; }
 int brt_cache_index_disk(const brt_cache_index *x) { return x && x->o.disk_budget > 0 && x->dir; }
 const brt_cache_key *brt_cache_index_settings(const brt_cache_index *x) { return &x->o.settings; }
@@ -82,10 +88,11 @@ void brt_cache_log_summary(const brt_cache_counters *c)
 {
     if (!c)
         return;
-    brt_log_info("state cache: %lld hits of %lld lookups (%lld prompt tokens not recomputed), %lld states kept, "
-                 "%lld evicted, %lld moved to disk, %lld failed to load, %lld failed to keep",
-                 (long long)c->hits, (long long)c->lookups, (long long)c->hit_tokens, (long long)c->saves,
-                 (long long)c->evictions, (long long)c->demotions, (long long)c->load_failures,
+    brt_log_info("state cache: %lld hits of %lld lookups (%lld from device memory; %lld prompt tokens not "
+                 "recomputed), %lld states kept, %lld evicted, %lld moved down a tier, %lld failed to load, %lld "
+                 "failed to keep",
+                 (long long)c->hits, (long long)c->lookups, (long long)c->dev_hits, (long long)c->hit_tokens,
+                 (long long)c->saves, (long long)c->evictions, (long long)c->demotions, (long long)c->load_failures,
                  (long long)c->save_failures);
 }
 
@@ -101,6 +108,7 @@ brt_cache_entry *brt_cache_index_add(brt_cache_index *x, const brt_cache_key *k,
         return NULL;
     brt_cache_entry *e = calloc(1, sizeof *e);
     if (!e || !(e->bytes = calloc((size_t)x->o.n_stages, sizeof *e->bytes)) ||
+        !(e->dev_bytes = calloc((size_t)x->o.n_stages, sizeof *e->dev_bytes)) ||
         brt_u64map_put(&x->map, brt_key_u64(k), e) != 0) {
         entry_free(e);
         return NULL;
@@ -130,41 +138,63 @@ void brt_cache_index_touch(brt_cache_index *x, brt_cache_entry *e) { e->tick = +
 
 int brt_cache_entry_ready(const brt_cache_entry *e, int32_t pipeline)
 {
-    return !e->host_pending && !e->disk_pending && ((e->host >> pipeline & 1u) || e->disk);
+    return !e->dev_pending && !e->host_pending && !e->disk_pending &&
+           ((e->dev >> pipeline & 1u) || (e->host >> pipeline & 1u) || e->disk);
 }
 
 void brt_cache_index_account(brt_cache_index *x)
 {
     const int32_t S = x->o.n_stages, P = x->o.n_pipelines;
     memset(x->host_used, 0, (size_t)P * (size_t)S * sizeof *x->host_used);
+    memset(x->dev_used, 0, (size_t)P * (size_t)S * sizeof *x->dev_used);
     memset(x->disk_used, 0, (size_t)S * sizeof *x->disk_used);
     for (const brt_cache_entry *e = x->all; e; e = e->next)
         for (int32_t s = 0; s < S; s++) {
-            for (int32_t p = 0; p < P; p++)
+            for (int32_t p = 0; p < P; p++) {
                 if (e->host >> p & 1u)
                     x->host_used[p * S + s] += e->bytes[s];
+                if ((e->dev | e->dev_pending) >> p & 1u)
+                    x->dev_used[p * S + s] += e->dev_bytes[s];
+            }
             if (e->disk)
                 x->disk_used[s] += e->bytes[s];
         }
 }
 
+int64_t brt_cache_index_dev_bytes(const brt_cache_index *x, int32_t p, int32_t s)
+{
+    return x->dev_used[p * x->o.n_stages + s];
+}
 int64_t brt_cache_index_host_bytes(const brt_cache_index *x, int32_t p, int32_t s)
 {
     return x->host_used[p * x->o.n_stages + s];
 }
 int64_t brt_cache_index_disk_bytes(const brt_cache_index *x, int32_t s) { return x->disk_used[s]; }
 
-brt_cache_entry *brt_cache_index_victim(brt_cache_index *x, int32_t p)
+int brt_cache_index_fits(const brt_cache_index *x, int tier, int32_t p, const int64_t *need)
 {
     const int32_t S = x->o.n_stages;
-    int over = 0;
+    const int64_t *used = tier == BRT_TIER_DEVICE ? x->dev_used + p * S
+                          : tier == BRT_TIER_HOST ? x->host_used + p * S
+                                                  : x->disk_used;
+    const int64_t budget = tier == BRT_TIER_DEVICE ? x->o.dev_budget
+                           : tier == BRT_TIER_HOST ? x->o.host_budget
+                                                   : x->o.disk_budget;
     for (int32_t s = 0; s < S; s++)
-        over |= p >= 0 ? x->host_used[p * S + s] > x->o.host_budget : x->disk_used[s] > x->o.disk_budget;
-    if (!over)
+        if (used[s] + (need ? need[s] : 0) > budget)
+            return 0;
+    return 1;
+}
+
+brt_cache_entry *brt_cache_index_victim(brt_cache_index *x, int tier, int32_t p, const int64_t *need)
+{
+    if (brt_cache_index_fits(x, tier, p, need))
         return NULL;
     brt_cache_entry *best = NULL;
     for (brt_cache_entry *e = x->all; e; e = e->next) {
-        const int here = p >= 0 ? (int)(e->host >> p & 1u) : e->disk;
+        const int here = tier == BRT_TIER_DEVICE ? (int)(e->dev >> p & 1u)
+                         : tier == BRT_TIER_HOST ? (int)(e->host >> p & 1u)
+                                                 : e->disk;
         if (here && !e->pins && (!best || e->tick < best->tick))
             best = e;
     }

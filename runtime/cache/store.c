@@ -37,6 +37,8 @@ struct brt_state_store {
     char *dir;
     brt_u64map host;            /* brt_key_u64 -> host_entry */
     int64_t host_bytes;
+    brt_u64map dev;             /* brt_key_u64 -> host_entry whose image is a device-tier handle */
+    int64_t dev_bytes;
 };
 
 static brt_status mkdirs(const char *path, brt_err *err)
@@ -64,6 +66,7 @@ brt_status brt_state_store_open(const brt_state_store_opts *o, brt_state_store *
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
     s->o = *o;
     brt_u64map_init(&s->host);
+    brt_u64map_init(&s->dev);
     if (o->dir && *o->dir) {
         brt_status st = mkdirs(o->dir, err);
         if (st == BRT_OK && !(s->dir = strdup(o->dir)))
@@ -90,6 +93,13 @@ void brt_state_store_close(brt_state_store *s)
         free(e);
     }
     brt_u64map_free(&s->host);
+    it = 0;
+    while (brt_u64map_next(&s->dev, &it, NULL, &v)) {
+        host_entry *e = v;
+        s->o.dev_free(s->o.dev_ctx, e->image);
+        free(e);
+    }
+    brt_u64map_free(&s->dev);
     free(s->dir);
     free(s);
 }
@@ -130,6 +140,40 @@ void brt_state_store_drop_host(brt_state_store *s, const brt_cache_key *k)
     free(e->image);
     free(e);
 }
+
+brt_status brt_state_store_put_dev(brt_state_store *s, const brt_cache_key *k, void *handle, int64_t bytes,
+                                   brt_err *err)
+{
+    brt_state_store_drop_dev(s, k);
+    host_entry *e = malloc(sizeof *e);
+    if (!e || brt_u64map_put(&s->dev, brt_key_u64(k), e) != 0) {
+        free(e);
+        s->o.dev_free(s->o.dev_ctx, handle);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory for a kept state");
+    }
+    *e = (host_entry){*k, handle, (size_t)bytes};
+    s->dev_bytes += bytes;
+    return BRT_OK;
+}
+
+void *brt_state_store_get_dev(const brt_state_store *s, const brt_cache_key *k)
+{
+    const host_entry *e = brt_u64map_get(&s->dev, brt_key_u64(k));
+    return e && brt_key_equal(&e->key, k) ? e->image : NULL;
+}
+
+void brt_state_store_drop_dev(brt_state_store *s, const brt_cache_key *k)
+{
+    host_entry *e = brt_u64map_get(&s->dev, brt_key_u64(k));
+    if (!e || !brt_key_equal(&e->key, k))
+        return;
+    brt_u64map_del(&s->dev, brt_key_u64(k));
+    s->dev_bytes -= (int64_t)e->len;
+    s->o.dev_free(s->o.dev_ctx, e->image);
+    free(e);
+}
+
+int64_t brt_state_store_dev_bytes(const brt_state_store *s) { return s ? s->dev_bytes : 0; }
 
 static void file_path(const brt_state_store *s, const brt_cache_key *k, char *out, size_t cap)
 {

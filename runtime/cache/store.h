@@ -1,5 +1,6 @@
-/* A rank's share of the state cache: the state images of its own stage's layers, in host memory
- * and in a disk folder. It keeps what the coordinator tells it to and drops what it is told to
+/* A rank's share of the state cache: the states of its own stage's layers, kept in the backend's
+ * memory (the device tier: opaque handles the stage made), as images in host memory, and in a
+ * disk folder. It keeps what the coordinator tells it to and drops what it is told to
  * drop (the coordinator owns the budgets and the eviction order); it never decides on its own.
  *
  * Disk files are <dir>/<key>.L<first>-<last>.state: a header (magic, version, the settings
@@ -22,6 +23,8 @@ typedef struct brt_state_store_opts {
     const char *dir;            /* disk tier folder (created); NULL: no disk tier */
     brt_cache_key settings;     /* images made under other settings are foreign */
     int32_t layer_begin, layer_end;
+    void (*dev_free)(void *ctx, void *handle); /* frees a device-tier handle (needed to use that tier) */
+    void *dev_ctx;
 } brt_state_store_opts;
 
 brt_status brt_state_store_open(const brt_state_store_opts *o, brt_state_store **out, brt_err *err);
@@ -35,6 +38,14 @@ brt_status brt_state_store_put_host(brt_state_store *s, const brt_cache_key *k, 
 const void *brt_state_store_get_host(const brt_state_store *s, const brt_cache_key *k, size_t *len);
 void brt_state_store_drop_host(brt_state_store *s, const brt_cache_key *k);
 int64_t brt_state_store_host_bytes(const brt_state_store *s);
+
+/* Device tier: keep a handle of `bytes` (the store owns it from now: dev_free frees it when it is
+ * dropped, replaced or the store closes, or at once when this fails); the handle, or NULL. */
+brt_status brt_state_store_put_dev(brt_state_store *s, const brt_cache_key *k, void *handle, int64_t bytes,
+                                   brt_err *err);
+void *brt_state_store_get_dev(const brt_state_store *s, const brt_cache_key *k);
+void brt_state_store_drop_dev(brt_state_store *s, const brt_cache_key *k);
+int64_t brt_state_store_dev_bytes(const brt_state_store *s);
 
 /* Disk tier: write an image (atomically); read one back, checked (*image malloc'ed); remove one.
  * read: BRT_ERR_NOT_FOUND when there is no file, BRT_ERR_FORMAT naming what is wrong with one. */

@@ -28,7 +28,7 @@ typedef struct cli_common {
     json_t *overrides;        /* config keys set by flags */
     brt_node_opts node;
     double kv_budget_mb;
-    double cache_host_mb, cache_disk_gb; /* --state-cache-host-mb, --state-cache-disk-gb */
+    double cache_dev_mb, cache_host_mb, cache_disk_gb; /* --state-cache-device-mb, -host-mb, -disk-gb */
     int32_t ranks;            /* preset parallel.ranks (plan, submit) */
     int32_t preset_pp, preset_dp; /* preset parallel.pp / dp: used when the launch has their ranks */
     char *preset_model;       /* preset "model", resolved against the preset's folder */
@@ -57,7 +57,8 @@ typedef struct cli_common {
     {"beacon-sink-size", required_argument, 0, 1024}, {"max-jobs", required_argument, 0, 1025},   \
     {"device", required_argument, 0, 1026}, {"precision", required_argument, 0, 1027},           \
     {"state-cache-host-mb", required_argument, 0, 1028}, {"state-cache-dir", required_argument, 0, 1029}, \
-    {"state-cache-disk-gb", required_argument, 0, 1030}, {"checkpoint-every", required_argument, 0, 1031}
+    {"state-cache-disk-gb", required_argument, 0, 1030}, {"checkpoint-every", required_argument, 0, 1031}, \
+    {"state-cache-device-mb", required_argument, 0, 1032}
 
 #define CLI_MODEL_HELP                                                                           \
     "model and long-context policy:\n"                                                           \
@@ -92,6 +93,8 @@ typedef struct cli_common {
     "  --max-jobs N             jobs running at once per pipeline (default 64)\n"            \
     "  --quiet                  no progress lines\n"                                              \
     "state cache (a document's state, reused by later requests that start with it):\n"         \
+    "  --state-cache-device-mb N  per stage, in the device's memory (GPU memory with --device\n" \
+    "                           cuda: a hit is a copy on the GPU; default 0: off)\n"               \
     "  --state-cache-host-mb N  per stage, in host memory (default 0: off)\n"                   \
     "  --state-cache-dir DIR    a disk tier in DIR (kept across runs; mid-document checkpoints)\n" \
     "  --state-cache-disk-gb N  per stage on disk (default 64)\n"                               \
@@ -180,7 +183,7 @@ typedef struct cli_plan {
     int64_t pos_need, pos_limit; /* positions one job occupies and the model has (0 without a length) */
     cli_stage_row rows[BRT_MAX_STAGES];
     int64_t fit_min;          /* jobs per pipeline (-1 without a document length) */
-    int64_t cache_host, cache_disk; /* state-cache tiers per stage (0: off) */
+    int64_t cache_dev, cache_host, cache_disk; /* state-cache tiers per stage (0: off) */
 } cli_plan;
 
 /* Opens the model and lays out the deployment. ranks: --ranks (0: the preset's, or --pp x --dp, or

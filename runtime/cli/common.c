@@ -202,12 +202,13 @@ int cli_common_opt(cli_common *c, int opt, const char *arg)
         c->node.max_rows = (int32_t)v;
         return 1;
     case 1028:
-    case 1030: {
+    case 1030:
+    case 1032: {
         char *end;
         double x = strtod(arg, &end);
         if (*end || !(x >= 0) || x > 1e9)
             return -1;
-        *(opt == 1028 ? &c->cache_host_mb : &c->cache_disk_gb) = x;
+        *(opt == 1028 ? &c->cache_host_mb : opt == 1030 ? &c->cache_disk_gb : &c->cache_dev_mb) = x;
         return 1;
     }
     case 1029:
@@ -349,6 +350,7 @@ static int apply_preset(cli_common *c, const char *cmd)
         {"parallel", "ranks", 0, &c->ranks},
         {"resources", "threads", 0, &c->node.threads},
         {"resources", "kv_budget_mb", 1, &c->kv_budget_mb},
+        {"resources", "state_cache_device_mb", 1, &c->cache_dev_mb},
         {"resources", "state_cache_host_mb", 1, &c->cache_host_mb},
         {"resources", "state_cache_disk_gb", 1, &c->cache_disk_gb},
         {"resources", "checkpoint_every", 0, &c->node.checkpoint_every},
@@ -419,6 +421,7 @@ int cli_common_finish(cli_common *c, const char *cmd)
         return -1;
     if (c->kv_budget_mb > 0 && c->node.kv_budget == 0)
         c->node.kv_budget = (int64_t)(c->kv_budget_mb * 1048576.0);
+    c->node.cache_dev_bytes = (int64_t)(c->cache_dev_mb * 1048576.0);
     c->node.cache_host_bytes = (int64_t)(c->cache_host_mb * 1048576.0);
     c->node.cache_disk_bytes = (int64_t)(c->cache_disk_gb * 1073741824.0);
     /* the preset's grid applies when this launch has its ranks (flags always apply); plan and

@@ -121,7 +121,7 @@ static void lay_out(cli_plan *p)
             r->weights = brt_weight_count_device_bytes(&r->w, p->dev_es);
             r->acts = brt_stage_activation_bytes(cfg, p->max_rows, last);
             const int64_t avail = brt_node_gpu_kv_budget(p->gpu_mem, 1, r->weights + r->acts + ((int64_t)64 << 20));
-            r->budget = p->kv_budget > 0 ? p->kv_budget : avail;
+            r->budget = p->kv_budget > 0 ? p->kv_budget : avail - p->cache_dev; /* the device tier out of it */
             r->weights_fit = avail >= MIN_STAGE_BUDGET;
         } else { /* this machine's memory shared by all the ranks, as beaconrt would choose it */
             r->weights = r->w.bytes;
@@ -183,6 +183,7 @@ int cli_plan_open(cli_plan *p, cli_common *c, const char *cmd, const char *weigh
     p->doc = doc;
     p->max_new = max_new;
     p->fit_min = -1;
+    p->cache_dev = c->node.cache_dev_bytes;
     p->cache_host = c->node.cache_host_bytes;
     p->cache_disk = c->node.cache_dir ? (c->node.cache_disk_bytes > 0 ? c->node.cache_disk_bytes : (int64_t)64 << 30) : 0;
     brt_dtype dt;
@@ -283,26 +284,42 @@ void cli_plan_print_stages(const cli_plan *p)
         else
             printf("%-6d %-9s %12.1f %14.1f %14.3f %10s\n", s, lay, mib(r->weights), mib(r->budget), mib(r->job), fits_s);
     }
-    if ((p->cache_host || p->cache_disk) && p->g.pp > 0) {
-        /* a document's cached state is at most its job's state: how many each tier keeps */
-        int64_t host = -1, disk = -1;
+    if ((p->cache_dev || p->cache_host || p->cache_disk) && p->g.pp > 0) {
+        /* a document's cached state is at most its job's state: how many each tier keeps (the
+         * device tier holds whole blocks, as the job's state does) */
+        const int64_t tier[3] = {p->cache_dev, p->cache_host, p->cache_disk};
+        int64_t docs[3] = {-1, -1, -1};
         for (int32_t s = 0; s < p->g.pp; s++) {
             const int64_t j = p->rows[s].job;
-            if (j <= 0)
-                continue;
-            if (host < 0 || p->cache_host / j < host)
-                host = p->cache_host / j;
-            if (disk < 0 || p->cache_disk / j < disk)
-                disk = p->cache_disk / j;
+            for (int t = 0; t < 3 && j > 0; t++)
+                if (docs[t] < 0 || tier[t] / j < docs[t])
+                    docs[t] = tier[t] / j;
         }
-        if (host >= 0)
-            printf("state cache: %lld documents of this length in host memory (%.0f MiB per stage), %lld on disk "
-                   "(%.1f GiB per stage)\n",
-                   (long long)host, mib(p->cache_host), (long long)disk, p->cache_disk / 1073741824.0);
+        static const char *const name[3] = {"device memory", "host memory", "on disk"};
+        char line[512];
+        size_t n = 0;
+        for (int t = 0; t < 3; t++) {
+            if (!tier[t])
+                continue;
+            char size[64];
+            if (t == 2)
+                snprintf(size, sizeof size, "%.1f GiB", tier[t] / 1073741824.0);
+            else
+                snprintf(size, sizeof size, "%.1f MiB", mib(tier[t]));
+            if (docs[t] >= 0)
+                n += (size_t)snprintf(line + n, sizeof line - n, "%s%lld %s%s (%s)", n ? ", " : "", (long long)docs[t],
+                                      t < 2 ? "in " : "", name[t], size);
+            else
+                n += (size_t)snprintf(line + n, sizeof line - n, "%s%s %s%s", n ? ", " : "", size, t < 2 ? "in " : "",
+                                      name[t]);
+            if (n >= sizeof line)
+                break;
+        }
+        const char *cpu = tier[0] && !p->gpu ? "; the CPU backend's device memory is host memory" : "";
+        if (docs[0] >= 0 || docs[1] >= 0 || docs[2] >= 0)
+            printf("state cache, documents of this length kept per stage: %s%s\n", line, cpu);
         else
-            printf("state cache: %.0f MiB per stage in host memory, %.1f GiB on disk (give --doc-tokens for how many "
-                   "documents fit)\n",
-                   mib(p->cache_host), p->cache_disk / 1073741824.0);
+            printf("state cache per stage: %s (give --doc-tokens for how many documents fit)%s\n", line, cpu);
     }
 }
 
@@ -322,7 +339,8 @@ json_t *cli_plan_stages_json(const cli_plan *p)
         json_object_set_new(o, "kv_budget_bytes", json_integer(r->budget));
         json_object_set_new(o, "job_state_bytes", json_integer(r->job));
         json_object_set_new(o, "jobs_fit", json_integer(r->fit));
-        if (r->job > 0 && (p->cache_host || p->cache_disk)) {
+        if (r->job > 0 && (p->cache_dev || p->cache_host || p->cache_disk)) {
+            json_object_set_new(o, "cached_documents_device", json_integer(p->cache_dev / r->job));
             json_object_set_new(o, "cached_documents_host", json_integer(p->cache_host / r->job));
             json_object_set_new(o, "cached_documents_disk", json_integer(p->cache_disk / r->job));
         }

@@ -36,6 +36,8 @@ int64_t brt_node_gpu_kv_budget(int64_t total, int32_t ranks_on_gpu, int64_t held
     return (int64_t)(total * 0.92) / (ranks_on_gpu > 0 ? ranks_on_gpu : 1) - held - GPU_RESERVE;
 }
 
+static void kept_free(void *stage, void *kept) { brt_stage_kept_free(stage, kept); }
+
 /* This rank's KV budget on its GPU, once its weights and buffers are there. */
 static brt_status gpu_kv_budget(brt_node *n, int gpus, brt_err *err)
 {
@@ -45,13 +47,16 @@ static brt_status gpu_kv_budget(brt_node *n, int gpus, brt_err *err)
     int32_t share = 0;
     for (int32_t r = 0; r < ls; r++)
         share += r % gpus == lr % gpus;
-    const int64_t budget = brt_node_gpu_kv_budget(tot, share, n->be->held);
+    /* the state cache's device tier comes out of what the weights and buffers leave */
+    const int64_t budget = brt_node_gpu_kv_budget(tot, share, n->be->held) - n->o.cache_dev_bytes;
     if (budget < ((int64_t)256 << 20))
         return brt_errf(err, BRT_ERR_CAPACITY,
                         "rank %d on %s: %.0f MiB of the GPU's %.0f MiB (shared by %d ranks) is left for long-context "
-                        "state after this stage's weights and buffers (%.0f MiB): use more pipeline stages, fewer "
-                        "ranks per GPU or a smaller --max-rows",
-                        n->grid.rank, n->be->name, budget / 1048576.0, tot / 1048576.0, share, n->be->held / 1048576.0);
+                        "state after this stage's weights and buffers (%.0f MiB) and the state cache's device tier (%.0f "
+                        "MiB): use more pipeline stages, fewer ranks per GPU, a smaller --max-rows or "
+                        "--state-cache-device-mb",
+                        n->grid.rank, n->be->name, budget / 1048576.0, tot / 1048576.0, share, n->be->held / 1048576.0,
+                        n->o.cache_dev_bytes / 1048576.0);
     n->kv_budget = budget;
     brt_stage_set_kv_budget(n->stage, budget);
     return BRT_OK;
@@ -116,7 +121,7 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
         goto fail;
     if (!o->kv_budget && gpus > 0 && (st = gpu_kv_budget(n, gpus, err)) != BRT_OK)
         goto fail;
-    if (o->cache_host_bytes > 0 || (o->cache_dir && *o->cache_dir)) {
+    if (o->cache_dev_bytes > 0 || o->cache_host_bytes > 0 || (o->cache_dir && *o->cache_dir)) {
         /* what every state image depends on besides its steps: the model and policy, the state's
          * dtype and the backend that computes (kernels of another ISA or device round differently) */
         struct {
@@ -138,8 +143,10 @@ brt_status brt_node_open(const brt_node_opts *o, brt_transport *tr, brt_node **o
         } else
             snprintf(settings.backend, sizeof settings.backend, "%s", bn);
         n->cache_settings = brt_key_settings(&settings, sizeof settings);
-        brt_state_store_opts co = {o->cache_dir && *o->cache_dir ? o->cache_dir : NULL, n->cache_settings, a, b};
-        if ((st = brt_state_store_open(&co, &n->store, err)) != BRT_OK)
+        brt_state_store_opts co = {o->cache_dir && *o->cache_dir ? o->cache_dir : NULL, n->cache_settings, a, b,
+                                   kept_free, n->stage};
+        if ((st = brt_stage_keep_pool(n->stage, o->cache_dev_bytes, err)) != BRT_OK ||
+            (st = brt_state_store_open(&co, &n->store, err)) != BRT_OK)
             goto fail;
     }
     if (o->trace_path) /* every rank gets the same options: all record, rank 0 writes */
@@ -180,6 +187,7 @@ brt_status brt_node_start_sched_ex(brt_node *n, brt_job_done_fn on_done, void *c
                          .on_done = on_done,
                          .on_done_ctx = ctx,
                          .free_done = free_done,
+                         .cache_dev_bytes = n->o.cache_dev_bytes,
                          .cache_host_bytes = n->o.cache_host_bytes,
                          .cache_disk_bytes = n->o.cache_disk_bytes,
                          .cache_dir = n->o.cache_dir,

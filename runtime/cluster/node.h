@@ -33,6 +33,7 @@ typedef struct brt_node_opts {
     int progress;             /* print progress lines on stderr */
     const char *trace_path;   /* write per-micro-batch timings of every rank here (rank 0) */
     /* state cache (runtime/cache): 0 / NULL = that tier is off */
+    int64_t cache_dev_bytes;  /* per stage, in the backend's memory (GPU memory with cuda) */
     int64_t cache_host_bytes; /* per stage, in host memory */
     const char *cache_dir;    /* the disk tier's folder */
     int64_t cache_disk_bytes; /* per stage on disk (0 with a folder: 64 GiB) */

@@ -80,7 +80,7 @@ static brt_status reports_in(Brt__CacheReport *const *w, size_t n, int32_t src, 
     if (!r)
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        if (w[i]->key.len != sizeof r[i].key || w[i]->kind < BRT_CACHE_SAVE || w[i]->kind > BRT_CACHE_DEMOTE) {
+        if (w[i]->key.len != sizeof r[i].key || w[i]->kind < BRT_CACHE_SAVE || w[i]->kind > BRT_CACHE_KIND_LAST) {
             free(r);
             return brt_errf(err, BRT_ERR_COMM, "rank %d sent a malformed state-cache report", src);
         }
@@ -255,7 +255,7 @@ brt_status brt_wire_unpack_mb(const void *buf, size_t len, int32_t src, brt_micr
         }
         for (size_t i = 0; i < m->n_cache_ops; i++) {
             const Brt__CacheOp *w = m->cache_ops[i];
-            if (w->key.len != sizeof mb->cache_ops[i].key || w->kind < BRT_CACHE_SAVE || w->kind > BRT_CACHE_DEMOTE) {
+            if (w->key.len != sizeof mb->cache_ops[i].key || w->kind < BRT_CACHE_SAVE || w->kind > BRT_CACHE_KIND_LAST) {
                 st = brt_errf(err, BRT_ERR_COMM, "rank %d sent a malformed state-cache op", src);
                 goto done;
             }

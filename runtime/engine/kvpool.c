@@ -191,6 +191,35 @@ brt_status brt_kvseq_read_f32(const brt_kvseq *s, const brt_kvpool *p, int32_t i
     return st;
 }
 
+brt_status brt_kvseq_copy(brt_kvseq *dst, brt_kvpool *dp, const brt_kvseq *src, const brt_kvpool *sp, brt_err *err)
+{
+    brt_kvseq_clear(dst, dp);
+    brt_kvseq_init(dst, src->dtype, src->width, dp);
+    if (src->n == 0)
+        return BRT_OK;
+    brt_status st = brt_kvseq_reserve(dst, dp, src->n, err);
+    if (st != BRT_OK) {
+        brt_kvseq_clear(dst, dp);
+        return st;
+    }
+    const int32_t nd = (src->n + dst->per_block - 1) / dst->per_block + 1,
+                  ns = (src->n + src->per_block - 1) / src->per_block + 1;
+    brt_run *d = malloc((size_t)(nd + ns) * sizeof *d);
+    if (!d) {
+        brt_kvseq_clear(dst, dp);
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
+    }
+    brt_run *s = d + nd;
+    const int32_t wd = brt_kvseq_runs(dst, dp, 0, src->n, d, nd), ws = brt_kvseq_runs(src, sp, 0, src->n, s, ns);
+    st = dp->be->copy_rows(dp->be, d, wd, s, ws, src->width, NULL, NULL, 0, err);
+    free(d);
+    if (st != BRT_OK)
+        brt_kvseq_clear(dst, dp);
+    else
+        dst->n = src->n;
+    return st;
+}
+
 brt_status brt_kvseq_drop_front(brt_kvseq *s, brt_kvpool *p, int32_t from, brt_err *err)
 {
     if (from <= 0)

@@ -49,6 +49,10 @@ brt_mat brt_kvseq_view(const brt_kvseq *s, const brt_kvpool *p, int32_t i);
 /* Runs covering slots [i, i + n) (one per block touched) appended to *runs; returns the count
  * written (at most cap). */
 int32_t brt_kvseq_runs(const brt_kvseq *s, const brt_kvpool *p, int32_t i, int32_t n, brt_run *runs, int32_t cap);
+/* Make dst (in pool dp) a copy of src (in pool sp, of the same backend and block size): its old
+ * slots given back, src's dtype, width and slots copied by the backend. BRT_ERR_CAPACITY when dp
+ * is full (dst then holds no slots). */
+brt_status brt_kvseq_copy(brt_kvseq *dst, brt_kvpool *dp, const brt_kvseq *src, const brt_kvpool *sp, brt_err *err);
 /* Keep only slots [from, n): moves the survivors to the front (a backend copy). */
 brt_status brt_kvseq_drop_front(brt_kvseq *s, brt_kvpool *p, int32_t from, brt_err *err);
 /* Read slot i as f32 into host dst[width] (tests and diagnostics). */

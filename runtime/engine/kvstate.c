@@ -200,3 +200,18 @@ brt_status brt_layer_state_import(brt_layer_state *ls, brt_kvpool *pool, const u
     ls->raw_base = (int32_t)base;
     return BRT_OK;
 }
+
+brt_status brt_layer_state_copy(brt_layer_state *dst, brt_kvpool *dp, const brt_layer_state *src, brt_kvpool *sp,
+                                brt_err *err)
+{
+    for (int i = 0; i < LAYER_SEQS; i++) {
+        brt_status st = brt_kvseq_copy(layer_seqs(dst, i), dp, layer_seqs((brt_layer_state *)src, i), sp, err);
+        if (st != BRT_OK) {
+            brt_layer_state_clear(dst, dp);
+            return st;
+        }
+    }
+    dst->raw_base = src->raw_base;
+    dst->has_kpre = src->has_kpre;
+    return BRT_OK;
+}

@@ -74,6 +74,12 @@ brt_status brt_layer_state_export(const brt_layer_state *ls, brt_kvpool *pool, b
 brt_status brt_layer_state_import(brt_layer_state *ls, brt_kvpool *pool, const uint8_t **cur, const uint8_t *end,
                                   brt_err *err);
 
+/* Make dst (zeroed, or a state of pool dp) a copy of src in pool dp (the same backend and block
+ * size as sp): every region's slots copied by the backend, no host round trip. On failure (dp full:
+ * BRT_ERR_CAPACITY) dst holds nothing. */
+brt_status brt_layer_state_copy(brt_layer_state *dst, brt_kvpool *dp, const brt_layer_state *src, brt_kvpool *sp,
+                                brt_err *err);
+
 /* Append the spans of region (k, v) to out; returns the new count. */
 int32_t brt_kv_add_spans(const brt_kv_ctx *kc, const brt_kvseq *k, const brt_kvseq *v, brt_kv_span *out, int32_t n,
                          int32_t cap);

@@ -9,11 +9,8 @@
 #include <string.h>
 
 #include "base/log.h"
-#include "base/u64map.h"
-#include "engine/kvpool.h"
-#include "engine/policy.h"
+#include "engine/stage_impl.h"
 
-#define LOGIT_ROWS 256 /* at most, rows of logits computed at a time on the last stage */
 #define LOGIT_BYTES (32 << 20) /* the logits buffer's size within which its rows are chosen */
 #define ALIGN 256      /* bytes: activation buffers start on this boundary */
 
@@ -72,37 +69,6 @@ int64_t brt_stage_activation_bytes(const brt_model_config *cfg, int32_t max_rows
     return layout(cfg, max_rows, last).total;
 }
 
-struct brt_stage {
-    brt_stage_opts o;
-    brt_model_config cfg;
-    const brt_policy_ops *pol;
-    brt_backend *be;
-    brt_weights w;
-    brt_kvpool *pool;
-    brt_u64map jobs;
-    int32_t dim, qd, kvd, inter, n_local, vocab;
-    brt_kv_ctx kv;
-    /* activations in the backend's memory, [max_rows, width] f32 each (logits [logit_rows, vocab]) */
-    brt_buffer *act;
-    brt_mat hidden, xn, q, k, kpre, v, att, tmp, gate, up, gin, gout, logits;
-    /* host-side descriptions of a micro-batch */
-    brt_attn_vis *vis;     /* [max_rows] */
-    uint8_t *row_kind;     /* [max_rows] */
-    int32_t *ids;          /* [max_rows] embedding rows */
-    brt_run *runs;         /* [2 * max_rows + 2] gathers by row kind, logits rows */
-    brt_kv_span *spans;
-    int64_t spans_cap;
-    brt_attn_seg *segs;
-    brt_layer_ctx *ctxs;
-    brt_job_state **js;
-    int32_t steps_cap;
-    int32_t logit_rows;    /* logit_rows_of: rows per lm_head GEMM */
-    brt_logit_req req[LOGIT_ROWS];
-    brt_logit_out lout[LOGIT_ROWS];
-    double busy;
-    int64_t n_mb;
-    brt_stage_work work;
-};
 
 static void *xcalloc(size_t n, size_t sz, int *fail)
 {
@@ -194,7 +160,7 @@ brt_status brt_stage_create(const brt_stage_opts *o, brt_stage **out, brt_err *e
     return BRT_OK;
 }
 
-static void job_free(brt_stage *s, brt_job_state *js)
+void brt_stage_job_free(brt_stage *s, brt_job_state *js)
 {
     if (!js)
         return;
@@ -205,7 +171,7 @@ static void job_free(brt_stage *s, brt_job_state *js)
     free(js);
 }
 
-void brt_stage_release(brt_stage *s, uint64_t job) { job_free(s, brt_u64map_del(&s->jobs, job)); }
+void brt_stage_release(brt_stage *s, uint64_t job) { brt_stage_job_free(s, brt_u64map_del(&s->jobs, job)); }
 
 void brt_stage_destroy(brt_stage *s)
 {
@@ -214,9 +180,10 @@ void brt_stage_destroy(brt_stage *s)
     size_t it = 0;
     void *v;
     while (brt_u64map_next(&s->jobs, &it, NULL, &v))
-        job_free(s, v);
+        brt_stage_job_free(s, v);
     brt_u64map_free(&s->jobs);
     brt_kvpool_destroy(s->pool);
+    brt_kvpool_destroy(s->keep_pool); /* kept states were freed by their owner (brt_stage_kept_free) */
     if (s->act)
         s->be->buffer_free(s->be, s->act);
     brt_kv_ctx_free(&s->kv);
@@ -262,7 +229,7 @@ brt_status brt_stage_take_hidden(brt_stage *s, float *host, int32_t rows, brt_er
     return rows > 0 ? s->be->get_rows(s->be, s->hidden, host, rows, s->dim, err) : BRT_OK;
 }
 
-static brt_job_state *job_new(brt_stage *s, uint64_t id)
+brt_job_state *brt_stage_job_new(brt_stage *s, uint64_t id)
 {
     brt_job_state *js = calloc(1, sizeof *js);
     if (!js)
@@ -278,66 +245,6 @@ static brt_job_state *job_new(brt_stage *s, uint64_t id)
     for (int32_t l = 0; l < s->n_local; l++)
         s->pol->state_init(&s->cfg, s->o.layer_begin + l, s->pool, &js->layers[l]);
     return js;
-}
-
-#define IMAGE_MAGIC 0x4a545242u /* "BRTJ" */
-#define IMAGE_VERSION 1u
-
-brt_status brt_stage_job_export(brt_stage *s, uint64_t job, brt_buf *out, brt_err *err)
-{
-    const brt_job_state *js = brt_u64map_get(&s->jobs, job);
-    if (!js)
-        return brt_errf(err, BRT_ERR_NOT_FOUND, "job %llu has no state on this stage", (unsigned long long)job);
-    const uint32_t head[] = {IMAGE_MAGIC, IMAGE_VERSION, (uint32_t)s->o.layer_begin, (uint32_t)s->o.layer_end,
-                             js->next_index, (uint32_t)js->raw_kind_n};
-    if (brt_buf_append(out, head, sizeof head) || brt_buf_append(out, js->raw_kind, (size_t)js->raw_kind_n))
-        return brt_errf(err, BRT_ERR_NOMEM, "out of memory for a state image");
-    for (int32_t l = 0; l < js->n_layers; l++)
-        BRT_TRY(brt_layer_state_export(&js->layers[l], s->pool, out, err));
-    return s->be->synchronize(s->be, err);
-}
-
-brt_status brt_stage_job_import(brt_stage *s, uint64_t job, const void *image, size_t len, brt_err *err)
-{
-    brt_stage_release(s, job);
-    uint32_t head[6];
-    if (len < sizeof head)
-        return brt_errf(err, BRT_ERR_FORMAT, "a state image of %zu bytes is shorter than its header", len);
-    memcpy(head, image, sizeof head);
-    if (head[0] != IMAGE_MAGIC || head[1] != IMAGE_VERSION)
-        return brt_errf(err, BRT_ERR_FORMAT, "not a version-%u state image", IMAGE_VERSION);
-    if (head[2] != (uint32_t)s->o.layer_begin || head[3] != (uint32_t)s->o.layer_end)
-        return brt_errf(err, BRT_ERR_FORMAT, "a state image of layers %u-%u for a stage of layers %d-%d", head[2],
-                        head[3] - 1, s->o.layer_begin, s->o.layer_end - 1);
-    const uint8_t *cur = (const uint8_t *)image + sizeof head, *end = (const uint8_t *)image + len;
-    if (head[5] > (uint32_t)(end - cur))
-        return brt_errf(err, BRT_ERR_FORMAT, "the state image is shorter than its slot kinds");
-    brt_job_state *js = job_new(s, job);
-    if (!js)
-        return brt_errf(err, BRT_ERR_NOMEM, "out of memory for job state");
-    brt_status st = BRT_OK;
-    if (head[5]) {
-        js->raw_kind = malloc(head[5]);
-        if (!js->raw_kind)
-            st = brt_errf(err, BRT_ERR_NOMEM, "out of memory for job state");
-        else {
-            memcpy(js->raw_kind, cur, head[5]);
-            js->raw_kind_n = js->raw_kind_cap = (int32_t)head[5];
-            cur += head[5];
-        }
-    }
-    for (int32_t l = 0; st == BRT_OK && l < js->n_layers; l++)
-        st = brt_layer_state_import(&js->layers[l], s->pool, &cur, end, err);
-    if (st == BRT_OK && cur != end)
-        st = brt_errf(err, BRT_ERR_FORMAT, "%zu bytes follow the state image", (size_t)(end - cur));
-    if (st == BRT_OK)
-        st = s->be->synchronize(s->be, err);
-    if (st != BRT_OK) {
-        brt_stage_release(s, job);
-        return st;
-    }
-    js->next_index = head[4];
-    return BRT_OK;
 }
 
 static void fail_step(brt_stage *s, brt_step *st, brt_job_state **js, const char *fmt, const char *msg)
@@ -597,7 +504,7 @@ static brt_status find_jobs(brt_stage *s, brt_microbatch *mb, int *any_beacon, b
             brt_stage_release(s, st->job);
         else if (st->index == 0) {
             brt_stage_release(s, st->job); /* a reused id starts afresh */
-            js = job_new(s, st->job);
+            js = brt_stage_job_new(s, st->job);
             if (!js)
                 fail_step(s, st, &js, "%s", "out of memory for job state");
         } else {

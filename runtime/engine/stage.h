@@ -51,6 +51,21 @@ brt_status brt_stage_job_export(brt_stage *s, uint64_t job, brt_buf *out, brt_er
  * either way the job then has no state here. */
 brt_status brt_stage_job_import(brt_stage *s, uint64_t job, const void *image, size_t len, brt_err *err);
 
+/* Kept copies of job states in the backend's own memory (GPU memory with the CUDA backend): the
+ * state cache's device tier. A second pool of `bytes` holds them (brt_stage_keep_pool, once).
+ * keep: a copy of job's state now; restore: give job (replacing any state it had) a kept copy,
+ * with its next step; both copy between pools on the device, never through the host. A full
+ * keep pool is BRT_ERR_CAPACITY (nothing kept). kept_export: the kept copy's state image, the
+ * same bytes brt_stage_job_export gave for the job then. Free every kept copy before the stage. */
+typedef struct brt_stage_kept brt_stage_kept;
+brt_status brt_stage_keep_pool(brt_stage *s, int64_t bytes, brt_err *err);
+brt_status brt_stage_keep(brt_stage *s, uint64_t job, brt_stage_kept **out, brt_err *err);
+brt_status brt_stage_restore(brt_stage *s, uint64_t job, const brt_stage_kept *k, brt_err *err);
+brt_status brt_stage_kept_export(brt_stage *s, const brt_stage_kept *k, brt_buf *out, brt_err *err);
+int64_t brt_stage_kept_bytes(const brt_stage_kept *k); /* keep-pool bytes (whole blocks) it holds */
+void brt_stage_kept_free(brt_stage *s, brt_stage_kept *k);
+int64_t brt_stage_keep_used(const brt_stage *s);
+
 const brt_weights *brt_stage_weights(const brt_stage *s);
 /* Bytes of the backend buffers a stage holds for its activations (max_rows rows; the last stage
  * also holds logits rows), without creating one (plan, inspect). */

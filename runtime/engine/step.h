@@ -64,13 +64,18 @@ typedef struct brt_stage_stat {
 
 /* State-cache work a micro-batch carries to every stage of its pipeline (runtime/cache). */
 enum brt_cache_op_kind {
-    BRT_CACHE_SAVE = 1,       /* after the steps: keep the job's state under key (tier: 1 host, 2 disk) */
-    BRT_CACHE_LOAD = 2,       /* before the steps: give the job the state kept under key */
+    BRT_CACHE_SAVE = 1,       /* after the steps: keep the job's state under key in op tier */
+    BRT_CACHE_LOAD = 2,       /* before the steps: give the job the state kept under key (the
+                                 nearest tier that has it: device, host, disk) */
     BRT_CACHE_DROP_HOST = 3,
     BRT_CACHE_DROP_DISK = 4,
     BRT_CACHE_DEMOTE = 5,     /* write the host copy to disk, then drop it from host memory */
+    BRT_CACHE_DROP_DEV = 6,
+    BRT_CACHE_DEMOTE_DEV = 7, /* write the device copy to op tier (host or disk), then drop it */
+    BRT_CACHE_KIND_LAST = BRT_CACHE_DEMOTE_DEV,
 };
-enum { BRT_TIER_HOST = 1, BRT_TIER_DISK = 2 };
+/* device: the backend's own memory (GPU memory with the CUDA backend) */
+enum { BRT_TIER_HOST = 1, BRT_TIER_DISK = 2, BRT_TIER_DEVICE = 3 };
 
 typedef struct brt_cache_op {
     uint32_t kind, tier;

@@ -46,12 +46,16 @@ brt_status brt_sched_create(const brt_sched_opts *o, brt_sched **out, brt_err *e
         brt_sched_destroy(s);
         return st;
     }
-    if (o->cache_host_bytes > 0 || (o->cache_dir && *o->cache_dir)) {
-        brt_cache_index_opts co = {o->n_pipelines, o->n_stages, o->stage_layers, o->cache_host_bytes,
-                                   o->cache_dir && *o->cache_dir
-                                       ? (o->cache_disk_bytes > 0 ? o->cache_disk_bytes : (int64_t)64 << 30)
-                                       : 0,
-                                   o->cache_dir && *o->cache_dir ? o->cache_dir : NULL, o->cache_settings};
+    if (o->cache_dev_bytes > 0 || o->cache_host_bytes > 0 || (o->cache_dir && *o->cache_dir)) {
+        const int disk = o->cache_dir && *o->cache_dir;
+        brt_cache_index_opts co = {.n_pipelines = o->n_pipelines,
+                                   .n_stages = o->n_stages,
+                                   .stage_layers = o->stage_layers,
+                                   .dev_budget = o->cache_dev_bytes,
+                                   .host_budget = o->cache_host_bytes,
+                                   .disk_budget = disk ? (o->cache_disk_bytes > 0 ? o->cache_disk_bytes : (int64_t)64 << 30) : 0,
+                                   .dir = disk ? o->cache_dir : NULL,
+                                   .settings = o->cache_settings};
         brt_status st = brt_cache_index_create(&co, &s->cache, err);
         if (st != BRT_OK) {
             brt_sched_destroy(s);

@@ -94,6 +94,7 @@ typedef struct brt_job {
     /* state cache */
     brt_key_chain chain;        /* the key of the steps planned so far */
     int restoring;              /* a load of cached state is in flight: nothing is planned meanwhile */
+    int restore_dev;            /* ... from a copy in device memory */
     brt_cache_key restore_key;
     int64_t cached_tokens;      /* prompt tokens taken from the cache instead of computed */
     int32_t save_index[2];      /* keep the state after these steps (-1: none): the deepest step a longer
@@ -122,8 +123,9 @@ typedef struct brt_sched_opts {
     brt_job_done_fn on_done;
     void *on_done_ctx;
     int free_done;              /* free a job once on_done has seen it (batch runs: memory stays flat) */
-    /* state cache: host_bytes and disk (dir) tiers per stage; both 0/NULL: no cache */
-    int64_t cache_host_bytes, cache_disk_bytes;
+    /* state cache: device (the backend's memory), host and disk (dir) tiers per stage; all 0/NULL:
+     * no cache */
+    int64_t cache_dev_bytes, cache_host_bytes, cache_disk_bytes;
     const char *cache_dir;
     brt_cache_key cache_settings;
     int32_t checkpoint_every;   /* keep a job's state on disk every N prefill steps (0: no) */

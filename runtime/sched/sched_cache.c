@@ -1,9 +1,10 @@
 /* The state cache's part in scheduling: look a job's prompt up when it is admitted (a hit loads
  * the cached state on every stage of its pipeline and starts the job at that step), keep states
  * worth keeping (the last step boundary inside each prompt, where a question after the same
- * document would branch off; and periodic or final mid-document checkpoints), and apply what
- * the stages report back: confirmed copies, failed loads (the job then starts from token 0),
- * evictions under each tier's budget. */
+ * document would branch off, in device memory when that tier has room, else host memory, else
+ * disk; and periodic or final mid-document checkpoints, on disk), and apply what the stages
+ * report back: confirmed copies, failed loads (the job then starts from token 0), evictions under
+ * each tier's budget (a copy moves down a tier: device, host, disk). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ int brt_sc_queue(brt_sched *s, int32_t pi, uint32_t kind, uint32_t tier, uint64_
 /* An entry with no copy and nothing pending is forgotten. */
 static void forget_if_empty(brt_sched *s, brt_cache_entry *e)
 {
-    if (!e->host && !e->host_pending && !e->disk && !e->disk_pending && !e->pins)
+    if (!e->dev && !e->dev_pending && !e->host && !e->host_pending && !e->disk && !e->disk_pending && !e->pins)
         brt_cache_index_remove(s->cache, e);
 }
 
@@ -42,15 +43,41 @@ static void drop_disk_everywhere(brt_sched *s, brt_cache_entry *e)
     e->disk = 0;
 }
 
-/* Bring every stage within its budgets: least recently used first; a host copy moves to disk
- * when there is a disk tier and the state is not there yet. */
+/* Take v's device copy out of pipeline p's device memory: it moves to the next tier down that
+ * does not hold it yet (host memory, else disk), or is dropped. */
+static void dev_out(brt_sched *s, int32_t p, brt_cache_entry *v)
+{
+    brt_cache_index *x = s->cache;
+    brt_cache_counters *c = brt_cache_index_counters(x);
+    const uint32_t bit = 1u << p;
+    if (brt_cache_index_host(x) && !((v->host | v->host_pending) & bit)) {
+        brt_sc_queue(s, p, BRT_CACHE_DEMOTE_DEV, BRT_TIER_HOST, 0, &v->key);
+        v->host_pending |= bit;
+        c->demotions++;
+    } else if (brt_cache_index_disk(x) && !v->disk && !v->disk_pending) {
+        brt_sc_queue(s, p, BRT_CACHE_DEMOTE_DEV, BRT_TIER_DISK, 0, &v->key);
+        v->disk_pending = 1;
+        c->demotions++;
+    } else {
+        brt_sc_queue(s, p, BRT_CACHE_DROP_DEV, 0, 0, &v->key);
+        c->evictions++;
+    }
+    v->dev &= ~bit;
+    brt_cache_index_account(x);
+    forget_if_empty(s, v);
+}
+
+/* Bring every stage within its budgets: least recently used first; a device copy moves to host
+ * memory or disk, a host copy to disk, when that tier exists and the state is not there yet. */
 static void evict(brt_sched *s)
 {
     brt_cache_index *x = s->cache;
     brt_cache_counters *c = brt_cache_index_counters(x);
     for (int32_t p = 0; p < s->o.n_pipelines; p++) {
         brt_cache_entry *v;
-        while ((v = brt_cache_index_victim(x, p))) {
+        while ((v = brt_cache_index_victim(x, BRT_TIER_DEVICE, p, NULL)))
+            dev_out(s, p, v);
+        while ((v = brt_cache_index_victim(x, BRT_TIER_HOST, p, NULL))) {
             if (brt_cache_index_disk(x) && !v->disk && !v->disk_pending) {
                 brt_sc_queue(s, p, BRT_CACHE_DEMOTE, 0, 0, &v->key);
                 v->disk_pending = 1;
@@ -65,7 +92,7 @@ static void evict(brt_sched *s)
         }
     }
     brt_cache_entry *v;
-    while ((v = brt_cache_index_victim(x, -1))) {
+    while ((v = brt_cache_index_victim(x, BRT_TIER_DISK, 0, NULL))) {
         drop_disk_everywhere(s, v);
         c->evictions++;
         brt_cache_index_account(x);
@@ -204,6 +231,8 @@ void brt_sc_admitted(brt_sched *s, brt_job *j)
     }
     cn->hits++;
     cn->hit_tokens += best_plan.fed;
+    j->restore_dev = (best->dev >> j->pipeline & 1u) != 0; /* the stages load the nearest copy */
+    cn->dev_hits += j->restore_dev;
     best->pins++;
     brt_cache_index_touch(x, best);
     j->plan = best_plan;
@@ -219,24 +248,51 @@ void brt_sc_admitted(brt_sched *s, brt_job *j)
     s->tokens_done += best_plan.fed;
 }
 
-/* Keep j's state after its step `index` in a tier; owner: a mid-document checkpoint of that job. */
+/* Room in pipeline p's device memory for a state of need bytes per stage (the job's reservation:
+ * a state within its prompt takes at most that), made by moving older copies down a tier; 0 when
+ * there is none (the copies there are in use or still being made). */
+static int dev_room(brt_sched *s, int32_t p, const int64_t *need)
+{
+    brt_cache_index *x = s->cache;
+    for (int32_t st = 0; st < s->o.n_stages; st++)
+        if (need[st] > s->o.cache_dev_bytes)
+            return 0;
+    brt_cache_entry *v;
+    while ((v = brt_cache_index_victim(x, BRT_TIER_DEVICE, p, need)))
+        dev_out(s, p, v);
+    return brt_cache_index_fits(x, BRT_TIER_DEVICE, p, need);
+}
+
+/* Keep j's state after its step `index` in a tier (device memory when it has room, else the next
+ * tier down); owner: a mid-document checkpoint of that job. */
 static void keep(brt_sched *s, brt_job *j, uint32_t tier, uint64_t owner)
 {
     brt_cache_index *x = s->cache;
     const brt_cache_key k = brt_key_chain_key(&j->chain);
     brt_cache_entry *e = brt_cache_index_get(x, &k);
     const uint32_t bit = 1u << j->pipeline;
-    if (e && (tier == BRT_TIER_HOST ? (e->host & bit) || (e->host_pending & bit) : e->disk || e->disk_pending)) {
+    /* in memory (device or host) for a memory tier, on disk for the disk tier */
+    if (e && (tier != BRT_TIER_DISK ? ((e->dev | e->dev_pending | e->host | e->host_pending) & bit) != 0
+                                    : e->disk || e->disk_pending)) {
         brt_cache_index_touch(x, e); /* already kept there */
         return;
     }
+    if (tier == BRT_TIER_DEVICE && !dev_room(s, j->pipeline, j->reserved))
+        tier = brt_cache_index_host(x) ? BRT_TIER_HOST : BRT_TIER_DISK;
+    if (tier == BRT_TIER_DISK && !brt_cache_index_disk(x))
+        return;
     if (!e && !(e = brt_cache_index_add(x, &k, j->plan.next_index, j->plan.fed)))
         return;
     if (brt_sc_queue(s, j->pipeline, BRT_CACHE_SAVE, tier, j->id, &k) != 0) {
         forget_if_empty(s, e);
         return;
     }
-    if (tier == BRT_TIER_HOST)
+    if (tier == BRT_TIER_DEVICE) {
+        if (!e->dev) /* no copy reported its size yet: set the job's reservation aside */
+            memcpy(e->dev_bytes, j->reserved, (size_t)s->o.n_stages * sizeof *e->dev_bytes);
+        e->dev_pending |= bit;
+        brt_cache_index_account(x);
+    } else if (tier == BRT_TIER_HOST)
         e->host_pending |= bit;
     else
         e->disk_pending = 1;
@@ -252,7 +308,7 @@ void brt_sc_planned(brt_sched *s, brt_job *j, const brt_step *st)
     brt_cache_index *x = s->cache;
     const int inside = j->plan.fed < j->prompt_len;
     if (((int32_t)st->index == j->save_index[0] || (int32_t)st->index == j->save_index[1]) && inside)
-        keep(s, j, brt_cache_index_host(x) ? BRT_TIER_HOST : BRT_TIER_DISK, 0);
+        keep(s, j, brt_cache_index_dev(x) ? BRT_TIER_DEVICE : brt_cache_index_host(x) ? BRT_TIER_HOST : BRT_TIER_DISK, 0);
     else if (inside && s->o.checkpoint_every > 0 && brt_cache_index_disk(x) &&
              (st->index + 1) % (uint32_t)s->o.checkpoint_every == 0)
         keep(s, j, BRT_TIER_DISK, j->id);
@@ -303,6 +359,7 @@ static void restart(brt_sched *s, brt_job *j, const char *why)
                  j->name, (long long)j->cached_tokens, why);
     brt_cache_counters *c = brt_cache_index_counters(s->cache);
     c->hits--; /* it was not one after all */
+    c->dev_hits -= j->restore_dev;
     c->misses++;
     c->hit_tokens -= j->cached_tokens;
     pipeline *p = &s->pipes[j->pipeline];
@@ -352,8 +409,13 @@ void brt_sched_cache_reports(brt_sched *s, uint64_t mb_id, const brt_cache_repor
         case BRT_CACHE_SAVE: {
             if (!e)
                 break;
-            const int to_host = (e->host_pending & bit) != 0;
-            if (to_host)
+            /* one save per pipeline and key is in flight at a time (keep): its tier is the pending one */
+            const int tier = e->dev_pending & bit    ? BRT_TIER_DEVICE
+                             : e->host_pending & bit ? BRT_TIER_HOST
+                                                     : BRT_TIER_DISK;
+            if (tier == BRT_TIER_DEVICE)
+                e->dev_pending &= ~bit;
+            else if (tier == BRT_TIER_HOST)
                 e->host_pending &= ~bit;
             else
                 e->disk_pending = 0;
@@ -361,15 +423,25 @@ void brt_sched_cache_reports(brt_sched *s, uint64_t mb_id, const brt_cache_repor
                 c->save_failures++;
                 brt_log_warn("state cache: keeping a state failed (%s)", why ? why : "?");
                 /* the stages that did keep it drop it again */
-                brt_sc_queue(s, pi, to_host ? BRT_CACHE_DROP_HOST : BRT_CACHE_DROP_DISK, 0, 0, &k);
+                brt_sc_queue(s, pi,
+                             tier == BRT_TIER_DEVICE ? BRT_CACHE_DROP_DEV
+                             : tier == BRT_TIER_HOST ? BRT_CACHE_DROP_HOST
+                                                     : BRT_CACHE_DROP_DISK,
+                             0, 0, &k);
+                brt_cache_index_account(x);
                 forget_if_empty(s, e);
                 break;
             }
             c->saves++;
-            for (int32_t st = 0; st < S && st < 64; st++)
-                if (bytes[st] > e->bytes[st])
+            for (int32_t st = 0; st < S && st < 64; st++) {
+                if (tier == BRT_TIER_DEVICE)
+                    e->dev_bytes[st] = bytes[st]; /* what it takes, no longer what was set aside */
+                else if (bytes[st] > e->bytes[st])
                     e->bytes[st] = bytes[st];
-            if (to_host)
+            }
+            if (tier == BRT_TIER_DEVICE)
+                e->dev |= bit;
+            else if (tier == BRT_TIER_HOST)
                 e->host |= bit;
             else {
                 e->disk = 1;
@@ -379,7 +451,7 @@ void brt_sched_cache_reports(brt_sched *s, uint64_t mb_id, const brt_cache_repor
             brt_cache_index_account(x);
             /* a job's newer checkpoint replaces its older one */
             brt_job *j = e->owner ? brt_u64map_get(&s->by_id, e->owner) : NULL;
-            if (j && !to_host) {
+            if (j && tier == BRT_TIER_DISK) {
                 if (j->has_ckpt && !brt_key_equal(&j->ckpt_key, &k)) {
                     brt_cache_entry *old = brt_cache_index_get(x, &j->ckpt_key);
                     if (old && old->owner == j->id && !old->pins) {
@@ -406,7 +478,9 @@ void brt_sched_cache_reports(brt_sched *s, uint64_t mb_id, const brt_cache_repor
                 }
             }
             if (!all && e) { /* whatever copy failed is not to be tried again */
+                e->dev &= ~bit;
                 e->host &= ~bit;
+                brt_sc_queue(s, pi, BRT_CACHE_DROP_DEV, 0, 0, &k);
                 brt_sc_queue(s, pi, BRT_CACHE_DROP_HOST, 0, 0, &k);
                 if (e->disk) {
                     drop_disk_everywhere(s, e);
@@ -429,6 +503,30 @@ void brt_sched_cache_reports(brt_sched *s, uint64_t mb_id, const brt_cache_repor
             brt_cache_index_account(x);
             forget_if_empty(s, e);
             break;
+        case BRT_CACHE_DEMOTE_DEV: { /* the device copy is gone either way; was it kept below? */
+            if (!e)
+                break;
+            const int to_host = (e->host_pending & bit) != 0;
+            if (to_host)
+                e->host_pending &= ~bit;
+            else
+                e->disk_pending = 0;
+            if (all) {
+                for (int32_t st = 0; st < S && st < 64; st++)
+                    if (bytes[st] > e->bytes[st])
+                        e->bytes[st] = bytes[st];
+                if (to_host)
+                    e->host |= bit;
+                else {
+                    e->disk = 1;
+                    disk_changed = 1;
+                }
+            } else
+                brt_sc_queue(s, pi, to_host ? BRT_CACHE_DROP_HOST : BRT_CACHE_DROP_DISK, 0, 0, &k);
+            brt_cache_index_account(x);
+            forget_if_empty(s, e);
+            break;
+        }
         default: break;
         }
     }

@@ -120,11 +120,12 @@ int brt_metrics_render(const brt_metrics *m, const char *model, brt_buf *b)
     if (m->cache) {
         const brt_cache_counters *c = &m->cache_counters;
         COUNTER("beaconrt_state_cache_hits_total", "Requests that started from a cached state.", c->hits);
+        COUNTER("beaconrt_state_cache_device_hits_total", "Hits served by a copy in device memory.", c->dev_hits);
         COUNTER("beaconrt_state_cache_misses_total", "Requests looked up and not found in the state cache.", c->misses);
         COUNTER("beaconrt_state_cache_saves_total", "States kept in the cache.", c->saves);
         COUNTER("beaconrt_state_cache_evictions_total", "States dropped to stay within a tier's budget.",
                 c->evictions);
-        COUNTER("beaconrt_state_cache_demotions_total", "States moved from host memory to disk.", c->demotions);
+        COUNTER("beaconrt_state_cache_demotions_total", "States moved down a tier (device to host memory or disk, host memory to disk).", c->demotions);
         COUNTER("beaconrt_state_cache_load_failures_total", "Cached states that did not load (recomputed).",
                 c->load_failures);
     }

@@ -1,7 +1,7 @@
 #!/bin/bash
 # A document read once, then asked three different questions: for every policy (full, beacon v1,
-# beacon v2, LongLLaMA) and with 1, 2 and 3 ranks, the answers with the state cache are
-# byte-identical to three fresh runs without it; every question reports the document's tokens as
+# beacon v2, LongLLaMA) and with 1, 2 and 3 ranks, the answers with the state cache (in host memory,
+# and in the device tier) are byte-identical to three fresh runs without it; every question reports the document's tokens as
 # cached_tokens, and the ranks' traces show the document's steps computed once (each question's
 # first step is past them). Then the same from the disk tier in a second run (the states outlive the
 # process), and with an adaptive ratio (beacon-tiny-adapt), whose steps depend on the whole length:
@@ -66,16 +66,23 @@ for set in llama-tiny beacon-tiny beacon2-tiny longllama-tiny; do
         fail "$set: the reference run failed"
     $NORM2 "$TMP/ref.jsonl" 4 >"$TMP/ref.norm"
     for np in 1 2 3; do
-        rm -f "$TMP/out.jsonl" "$TMP/trace.jsonl"
-        # shellcheck disable=SC2086
-        brt_mpirun $np run --model "$G" --input "$TMP/in.jsonl" --output "$TMP/out.jsonl" --max-jobs 1 \
-            --state-cache-host-mb 64 --trace "$TMP/trace.jsonl" --quiet $x 2>"$TMP/err.txt" ||
-            { cat "$TMP/err.txt"; fail "$set np $np: the run with a state cache failed"; }
-        $NORM2 "$TMP/out.jsonl" 4 >"$TMP/out.norm"
-        cmp -s "$TMP/ref.norm" "$TMP/out.norm" ||
-            { diff "$TMP/ref.norm" "$TMP/out.norm" | head; fail "$set np $np: answers differ with the state cache"; }
-        check_cached "$TMP/out.jsonl" "$TMP/trace.jsonl" "$set np $np"
-        note "$set, $np ranks: identical answers, the document read once"
+        # host memory, then the device tier (the backend's own memory: a hit is a copy between
+        # pools, no image), whose hits the run summary counts
+        for tier in host-mb device-mb; do
+            rm -f "$TMP/out.jsonl" "$TMP/trace.jsonl"
+            # shellcheck disable=SC2086
+            brt_mpirun $np run --model "$G" --input "$TMP/in.jsonl" --output "$TMP/out.jsonl" --max-jobs 1 \
+                --state-cache-$tier 64 --trace "$TMP/trace.jsonl" $x 2>"$TMP/err.txt" ||
+                { cat "$TMP/err.txt"; fail "$set np $np $tier: the run with a state cache failed"; }
+            $NORM2 "$TMP/out.jsonl" 4 >"$TMP/out.norm"
+            cmp -s "$TMP/ref.norm" "$TMP/out.norm" ||
+                { diff "$TMP/ref.norm" "$TMP/out.norm" | head; fail "$set np $np $tier: answers differ with the state cache"; }
+            check_cached "$TMP/out.jsonl" "$TMP/trace.jsonl" "$set np $np $tier"
+            want="3 hits of 4 lookups (0 from device memory"
+            [ $tier = device-mb ] && want="3 hits of 4 lookups (3 from device memory"
+            grep -qF "$want" "$TMP/err.txt" || { grep "state cache" "$TMP/err.txt"; fail "$set np $np $tier: expected '$want'"; }
+        done
+        note "$set, $np ranks: identical answers from host and device memory, the document read once"
     done
     # the disk tier: kept by one run, used by the next (another layout of the same split would not be)
     rm -rf "$TMP/dc"

@@ -77,7 +77,7 @@ static void manifest(const char *dir, const uint8_t *data, size_t size)
     /* evicting from the disk tier until every stage is within budget ends, and leaves no entry
      * the index cannot find */
     for (int guard = 0; guard <= n; guard++) {
-        brt_cache_entry *v = brt_cache_index_victim(x, -1);
+        brt_cache_entry *v = brt_cache_index_victim(x, BRT_TIER_DISK, 0, NULL);
         if (!v)
             break;
         FUZZ_CHECK(v->disk && v->next_index >= 1 && v->fed >= 1 && v->bytes[0] >= 0 && v->bytes[1] >= 0);
