@@ -7,7 +7,8 @@
 #      agreement per set;
 #   3. a 2-rank pipeline on the one GPU (hidden states host-staged through MPI) against one rank;
 #   4. how far outputs depend on packing and layout on the GPU (--max-rows, ranks; f32 and bf16,
-#      per-shape and fixed cuBLASLt algorithms);
+#      per-shape and fixed cuBLASLt algorithms); the state cache's device tier (3b: questions after a
+#      document loaded from GPU memory, against no cache);
 #   5. the GPU benchmarks (bench_gpu: the card's ceilings, 7B-shaped beacon prefill and decode).
 # NCCL cases need two GPUs: they skip on one, saying so.
 # Here first: tests/gpu/pack.sh (builds and packs .gpu/bundle.tar.xz); then the device tool:
@@ -165,6 +166,33 @@ if [ "$NGPU" -ge 2 ] && [ -n "$MPIRUN" ]; then
 else
     log "SKIP: NCCL link cases need two GPUs; this machine has $NGPU"
 fi
+
+stamp "3b. state cache: the device tier (GPU memory) against no cache"
+$PY - "$OUT/in-cache.jsonl" <<'PY'
+import json, sys
+w = "once upon a time there was a little girl named Lily who loved to play in the park with her dog Max".split()
+doc = " ".join(w[(i * 7) % len(w)] for i in range(600))
+rows = [("doc", doc, 4, 0)] + [("q%d" % i, doc + " " + q, 10, i + 1) for i, q in enumerate(["Who was the girl?", "Max"])]
+with open(sys.argv[1], "w") as f:
+    for cid, prompt, n, seed in rows:
+        body = {"prompt": prompt, "max_tokens": n, "temperature": 0.8 if seed else 0, "seed": seed, "logprobs": 2}
+        f.write(json.dumps({"custom_id": cid, "method": "POST", "url": "/v1/completions", "body": body}) + "\n")
+PY
+for p in f32 bf16; do
+    ref=$OUT/cache-$p-none.jsonl o=$OUT/cache-$p-dev.jsonl
+    rm -f "$ref" "$o"
+    if timeout 120 "$B/brt-$p" run --model "$M/beacon-tiny" --input "$OUT/in-cache.jsonl" --output "$ref" --max-jobs 1 \
+           --quiet 2>"$ref.err" &&
+       timeout 120 "$B/brt-$p" run --model "$M/beacon-tiny" --input "$OUT/in-cache.jsonl" --output "$o" --max-jobs 1 \
+           --state-cache-device-mb 64 2>"$o.err"; then
+        cmp=$($PY tests/gpu/compare.py batches "$ref" "$o")
+        log "device tier $p: $(grep -o '[0-9]* hits of [0-9]* lookups ([0-9]* from device memory' "$o.err"); vs no cache: $cmp"
+        grep -q "2 hits of 3 lookups (2 from device memory" "$o.err" || fail "device tier $p: want 2 hits from device memory"
+        case "$cmp" in *"texts differing 0"*) ;; *) fail "device tier $p: answers differ from no cache" ;; esac
+    else
+        fail "device tier $p: $(cat "$ref.err" "$o.err" 2>/dev/null | head -c 400)"
+    fi
+done
 
 stamp "4. benchmarks"
 left=$((470 - ($(date +%s) - T0)))
