@@ -1,25 +1,30 @@
 #!/bin/bash
 # Time to answer a second question about a long document against the first, with the state cache:
 # the first question reads the whole document (and keeps its state), the second reads only itself.
-#   bench/bench_state_cache.sh [--doc-tokens N] [--model DIR] [--np N] [--quick]
+#   bench/bench_state_cache.sh [--doc-tokens N] [--model DIR] [--np N] [--quick] [--tiers LIST]
 # Default: the BASELINES "mid" Llama (hidden 768, 12 layers, f32 random weights) with Activation
-# Beacon v1 (window 1024, ratio 8), a document of ~64K tokens, 2 ranks (2 stages).
+# Beacon v1 (window 1024, ratio 8), a document of ~64K tokens, 2 ranks (2 stages), each question
+# its own `beaconrt run` with a disk tier (the state outlives the process). --tiers device,host,disk
+# instead asks both questions of one `beaconrt serve` per tier (HTTP, curl's time per request, model
+# loading not included), the state kept in that tier only: what a hit costs from each.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BRT_BIN:-$here/build/beaconrt}
 PY=/usr/bin/python3
-doc=65536 model="" np=2
+doc=65536 model="" np=2 tiers=""
 while [ $# -gt 0 ]; do
     case $1 in
         --doc-tokens) doc=$2; shift 2 ;;
         --model) model=$2; shift 2 ;;
         --np) np=$2; shift 2 ;;
         --quick) doc=16384; shift ;;
-        *) echo "usage: $0 [--doc-tokens N] [--model DIR] [--np N] [--quick]" >&2; exit 2 ;;
+        --tiers) tiers=$2; shift 2 ;;
+        *) echo "usage: $0 [--doc-tokens N] [--model DIR] [--np N] [--quick] [--tiers device,host,disk]" >&2; exit 2 ;;
     esac
 done
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+pid=""
+trap '[ -z "$pid" ] || kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 if [ -z "$model" ]; then
     model=$tmp/mid
     $PY "$here/tests/tools/make_model.py" "$model" --hidden 768 --layers 12 --heads 12 --kv-heads 12 --inter 2048 \
@@ -39,6 +44,42 @@ for i, q in enumerate(["Who ran to get the ball?", "What was mom reading in the 
                             "body": {"prompt": doc + " " + q, "max_tokens": 16, "temperature": 0}}) + "\n")
 PY
 echo "beaconrt state-cache benchmark: model $(basename "$model"), ~$doc-token document, $np ranks, $(nproc) cores"
+if [ -n "$tiers" ]; then
+    export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+    for tier in ${tiers//,/ }; do
+        case $tier in
+            device) flags="--state-cache-device-mb 4096" ;;
+            host) flags="--state-cache-host-mb 4096" ;;
+            disk) flags="--state-cache-dir $tmp/cache-serve" ;;
+            *) echo "$0: --tiers takes device, host, disk" >&2; exit 2 ;;
+        esac
+        rm -rf "$tmp/port" "$tmp/cache-serve"
+        # shellcheck disable=SC2086
+        mpirun -np "$np" "$BIN" serve --model "$model" --port 0 --port-file "$tmp/port" --max-jobs 1 $flags \
+            >"$tmp/serve.log" 2>&1 &
+        pid=$!
+        for _ in $(seq 1 1200); do
+            [ -s "$tmp/port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$tmp/port")/health")" = 200 ] && break
+            kill -0 $pid 2>/dev/null || { cat "$tmp/serve.log" >&2; exit 1; }
+            sleep 0.1
+        done
+        for q in 1 2; do
+            $PY -c 'import json,sys; print(json.dumps(json.loads(open(sys.argv[1]).readline())["body"]))' "$tmp/q$q.jsonl" >"$tmp/body.json"
+            t=$(curl -s -o "$tmp/resp.json" -w '%{time_total}' -H 'Content-Type: application/json' \
+                "http://127.0.0.1:$(cat "$tmp/port")/v1/completions" --data-binary @"$tmp/body.json")
+            $PY - "$tmp/resp.json" "$t" "$q" "$tier" <<'PY'
+import json, sys
+u = json.load(open(sys.argv[1]))["usage"]
+print("%-6s question %s: %7.2f s (HTTP request) for %d prompt tokens, %d from the cache"
+      % (sys.argv[4], sys.argv[3], float(sys.argv[2]), u["prompt_tokens"], u["prompt_tokens_details"]["cached_tokens"]))
+PY
+        done
+        kill -TERM $(pgrep -P $pid -x beaconrt) 2>/dev/null || true
+        wait $pid || true
+        pid=""
+    done
+    exit 0
+fi
 for q in 1 2; do
     t0=$(date +%s.%N)
     mpirun -np "$np" "$BIN" run --model "$model" --input "$tmp/q$q.jsonl" --output "$tmp/out$q.jsonl" \
