@@ -186,6 +186,22 @@ int brt_cache_index_fits(const brt_cache_index *x, int tier, int32_t p, const in
     return 1;
 }
 
+int brt_cache_index_could_fit(const brt_cache_index *x, int tier, int32_t p, const int64_t *need)
+{
+    const int32_t S = x->o.n_stages;
+    const int dev = tier == BRT_TIER_DEVICE;
+    const int64_t budget = dev ? x->o.dev_budget : x->o.host_budget;
+    for (int32_t s = 0; s < S; s++) {
+        int64_t used = (dev ? x->dev_used : x->host_used)[p * S + s];
+        for (const brt_cache_entry *e = x->all; e; e = e->next)
+            if (((dev ? e->dev : e->host) >> p & 1u) && !e->pins)
+                used -= dev ? e->dev_bytes[s] : e->bytes[s];
+        if (used + need[s] > budget)
+            return 0;
+    }
+    return 1;
+}
+
 brt_cache_entry *brt_cache_index_victim(brt_cache_index *x, int tier, int32_t p, const int64_t *need)
 {
     if (brt_cache_index_fits(x, tier, p, need))

@@ -70,8 +70,11 @@ void brt_cache_index_account(brt_cache_index *x);
  * tier's budget, or, with need (bytes per stage), would be with need more; NULL when every stage
  * is within it, or nothing there may go. */
 brt_cache_entry *brt_cache_index_victim(brt_cache_index *x, int tier, int32_t pipeline, const int64_t *need);
-/* Whether pipeline p's stages have need (bytes per stage; NULL: nothing) more room in that tier. */
+/* Whether pipeline p's stages have need (bytes per stage; NULL: nothing) more room in that tier;
+ * could_fit: whether they would have once every copy there that may go (unpinned, not pending)
+ * went (device and host tiers). */
 int brt_cache_index_fits(const brt_cache_index *x, int tier, int32_t pipeline, const int64_t *need);
+int brt_cache_index_could_fit(const brt_cache_index *x, int tier, int32_t pipeline, const int64_t *need);
 int64_t brt_cache_index_dev_bytes(const brt_cache_index *x, int32_t pipeline, int32_t stage);
 int64_t brt_cache_index_host_bytes(const brt_cache_index *x, int32_t pipeline, int32_t stage);
 int64_t brt_cache_index_disk_bytes(const brt_cache_index *x, int32_t stage);

@@ -120,8 +120,10 @@ static void lay_out(cli_plan *p)
         if (p->gpu) { /* weights in their GPU dtype, activation buffers, the budget the runtime would pick */
             r->weights = brt_weight_count_device_bytes(&r->w, p->dev_es);
             r->acts = brt_stage_activation_bytes(cfg, p->max_rows, last);
-            const int64_t avail = brt_node_gpu_kv_budget(p->gpu_mem, 1, r->weights + r->acts + ((int64_t)64 << 20));
-            r->budget = p->kv_budget > 0 ? p->kv_budget : avail - p->cache_dev; /* the device tier out of it */
+            /* the state cache's device tier comes out of what is left, as the runtime takes it */
+            const int64_t avail =
+                brt_node_gpu_kv_budget(p->gpu_mem, 1, r->weights + r->acts + ((int64_t)64 << 20)) - p->cache_dev;
+            r->budget = p->kv_budget > 0 ? p->kv_budget : avail;
             r->weights_fit = avail >= MIN_STAGE_BUDGET;
         } else { /* this machine's memory shared by all the ranks, as beaconrt would choose it */
             r->weights = r->w.bytes;

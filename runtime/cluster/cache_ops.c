@@ -15,7 +15,7 @@
 static brt_status report(brt_node *n, brt_microbatch *mb, const brt_cache_op *op, int ok, int64_t bytes,
                          const char *why, brt_err *err)
 {
-    brt_cache_report r = {op->kind, {0}, op->job, n->grid.my_pp, ok, bytes, ""};
+    brt_cache_report r = {op->kind, op->tier, {0}, op->job, n->grid.my_pp, ok, bytes, ""};
     memcpy(r.key, op->key, sizeof r.key);
     snprintf(r.error, sizeof r.error, "%s", why ? why : "");
     if (!ok)

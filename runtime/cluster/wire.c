@@ -57,6 +57,7 @@ static Brt__CacheReport **reports_out(const brt_cache_report *r, int32_t n, Brt_
     for (int32_t i = 0; p && i < n; i++) {
         brt__cache_report__init(&store[i]);
         store[i].kind = r[i].kind;
+        store[i].tier = r[i].tier;
         store[i].key.data = (uint8_t *)r[i].key;
         store[i].key.len = sizeof r[i].key;
         store[i].job = r[i].job;
@@ -85,6 +86,7 @@ static brt_status reports_in(Brt__CacheReport *const *w, size_t n, int32_t src, 
             return brt_errf(err, BRT_ERR_COMM, "rank %d sent a malformed state-cache report", src);
         }
         r[i].kind = w[i]->kind;
+        r[i].tier = w[i]->tier;
         memcpy(r[i].key, w[i]->key.data, sizeof r[i].key);
         r[i].job = w[i]->job;
         r[i].stage = w[i]->stage;

@@ -191,6 +191,8 @@ brt_status brt_kvseq_read_f32(const brt_kvseq *s, const brt_kvpool *p, int32_t i
     return st;
 }
 
+#define COPY_BLOCKS 64 /* blocks per copy_rows call: bounds what a backend may stage */
+
 brt_status brt_kvseq_copy(brt_kvseq *dst, brt_kvpool *dp, const brt_kvseq *src, const brt_kvpool *sp, brt_err *err)
 {
     brt_kvseq_clear(dst, dp);
@@ -198,21 +200,16 @@ brt_status brt_kvseq_copy(brt_kvseq *dst, brt_kvpool *dp, const brt_kvseq *src, 
     if (src->n == 0)
         return BRT_OK;
     brt_status st = brt_kvseq_reserve(dst, dp, src->n, err);
-    if (st != BRT_OK) {
-        brt_kvseq_clear(dst, dp);
-        return st;
+    /* the same dtype, width and block size: slot i sits at the same place in both blocks i, so a
+     * batch of whole blocks is one run per block on either side */
+    brt_run d[COPY_BLOCKS], s[COPY_BLOCKS];
+    const int32_t batch = COPY_BLOCKS * src->per_block;
+    for (int32_t i = 0; st == BRT_OK && i < src->n; i += batch) {
+        const int32_t n = src->n - i < batch ? src->n - i : batch;
+        const int32_t wd = brt_kvseq_runs(dst, dp, i, n, d, COPY_BLOCKS),
+                      ws = brt_kvseq_runs(src, sp, i, n, s, COPY_BLOCKS);
+        st = dp->be->copy_rows(dp->be, d, wd, s, ws, src->width, NULL, NULL, 0, err);
     }
-    const int32_t nd = (src->n + dst->per_block - 1) / dst->per_block + 1,
-                  ns = (src->n + src->per_block - 1) / src->per_block + 1;
-    brt_run *d = malloc((size_t)(nd + ns) * sizeof *d);
-    if (!d) {
-        brt_kvseq_clear(dst, dp);
-        return brt_errf(err, BRT_ERR_NOMEM, "out of memory");
-    }
-    brt_run *s = d + nd;
-    const int32_t wd = brt_kvseq_runs(dst, dp, 0, src->n, d, nd), ws = brt_kvseq_runs(src, sp, 0, src->n, s, ns);
-    st = dp->be->copy_rows(dp->be, d, wd, s, ws, src->width, NULL, NULL, 0, err);
-    free(d);
     if (st != BRT_OK)
         brt_kvseq_clear(dst, dp);
     else

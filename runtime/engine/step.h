@@ -86,6 +86,7 @@ typedef struct brt_cache_op {
 /* What one stage made of one op. */
 typedef struct brt_cache_report {
     uint32_t kind;
+    uint32_t tier;            /* the op's */
     uint8_t key[16];
     uint64_t job;
     int32_t stage;

@@ -254,9 +254,8 @@ void brt_sc_admitted(brt_sched *s, brt_job *j)
 static int dev_room(brt_sched *s, int32_t p, const int64_t *need)
 {
     brt_cache_index *x = s->cache;
-    for (int32_t st = 0; st < s->o.n_stages; st++)
-        if (need[st] > s->o.cache_dev_bytes)
-            return 0;
+    if (!brt_cache_index_could_fit(x, BRT_TIER_DEVICE, p, need)) /* move nothing in vain */
+        return 0;
     brt_cache_entry *v;
     while ((v = brt_cache_index_victim(x, BRT_TIER_DEVICE, p, need)))
         dev_out(s, p, v);
@@ -271,15 +270,17 @@ static void keep(brt_sched *s, brt_job *j, uint32_t tier, uint64_t owner)
     const brt_cache_key k = brt_key_chain_key(&j->chain);
     brt_cache_entry *e = brt_cache_index_get(x, &k);
     const uint32_t bit = 1u << j->pipeline;
-    /* in memory (device or host) for a memory tier, on disk for the disk tier */
-    if (e && (tier != BRT_TIER_DISK ? ((e->dev | e->dev_pending | e->host | e->host_pending) & bit) != 0
-                                    : e->disk || e->disk_pending)) {
-        brt_cache_index_touch(x, e); /* already kept there */
+    /* one save (or move) of a key per pipeline in flight at a time: its report is then its own;
+     * and a state already in memory (device or host) for a memory tier, on disk for the disk
+     * tier, is not kept twice */
+    if (e && (((e->dev_pending | e->host_pending) & bit) || e->disk_pending ||
+              (tier != BRT_TIER_DISK ? ((e->dev | e->host) & bit) != 0 : e->disk))) {
+        brt_cache_index_touch(x, e);
         return;
     }
     if (tier == BRT_TIER_DEVICE && !dev_room(s, j->pipeline, j->reserved))
         tier = brt_cache_index_host(x) ? BRT_TIER_HOST : BRT_TIER_DISK;
-    if (tier == BRT_TIER_DISK && !brt_cache_index_disk(x))
+    if (tier == BRT_TIER_DISK && (!brt_cache_index_disk(x) || (e && e->disk)))
         return;
     if (!e && !(e = brt_cache_index_add(x, &k, j->plan.next_index, j->plan.fed)))
         return;
@@ -387,14 +388,16 @@ void brt_sched_cache_reports(brt_sched *s, uint64_t mb_id, const brt_cache_repor
     for (int32_t i = 0; i < n; i++) {
         int seen = 0;
         for (int32_t q = 0; q < i && !seen; q++)
-            seen = r[q].kind == r[i].kind && r[q].job == r[i].job && !memcmp(r[q].key, r[i].key, 16);
+            seen = r[q].kind == r[i].kind && r[q].tier == r[i].tier && r[q].job == r[i].job &&
+                   !memcmp(r[q].key, r[i].key, 16);
         if (seen)
             continue;
         int32_t ok = 0;
         const char *why = NULL;
         int64_t bytes[64] = {0};
         for (int32_t q = i; q < n; q++)
-            if (r[q].kind == r[i].kind && r[q].job == r[i].job && !memcmp(r[q].key, r[i].key, 16)) {
+            if (r[q].kind == r[i].kind && r[q].tier == r[i].tier && r[q].job == r[i].job &&
+                !memcmp(r[q].key, r[i].key, 16)) {
                 ok += r[q].ok != 0;
                 if (!r[q].ok && !why)
                     why = r[q].error;
@@ -409,10 +412,18 @@ void brt_sched_cache_reports(brt_sched *s, uint64_t mb_id, const brt_cache_repor
         case BRT_CACHE_SAVE: {
             if (!e)
                 break;
-            /* one save per pipeline and key is in flight at a time (keep): its tier is the pending one */
-            const int tier = e->dev_pending & bit    ? BRT_TIER_DEVICE
-                             : e->host_pending & bit ? BRT_TIER_HOST
-                                                     : BRT_TIER_DISK;
+            const uint32_t tier = r[i].tier;
+            const int pending = tier == BRT_TIER_DEVICE ? (e->dev_pending & bit) != 0
+                                : tier == BRT_TIER_HOST ? (e->host_pending & bit) != 0
+                                                        : e->disk_pending;
+            if (!pending) { /* not a save the index waits for (keep allows one at a time): a copy
+                               the index does not count is not kept */
+                if (tier == BRT_TIER_DEVICE && !(e->dev & bit))
+                    brt_sc_queue(s, pi, BRT_CACHE_DROP_DEV, 0, 0, &k);
+                else if (tier == BRT_TIER_HOST && !(e->host & bit))
+                    brt_sc_queue(s, pi, BRT_CACHE_DROP_HOST, 0, 0, &k);
+                break;
+            }
             if (tier == BRT_TIER_DEVICE)
                 e->dev_pending &= ~bit;
             else if (tier == BRT_TIER_HOST)
@@ -477,12 +488,17 @@ void brt_sched_cache_reports(brt_sched *s, uint64_t mb_id, const brt_cache_repor
                     restart(s, j, why ? why : "?");
                 }
             }
-            if (!all && e) { /* whatever copy failed is not to be tried again */
-                e->dev &= ~bit;
-                e->host &= ~bit;
-                brt_sc_queue(s, pi, BRT_CACHE_DROP_DEV, 0, 0, &k);
-                brt_sc_queue(s, pi, BRT_CACHE_DROP_HOST, 0, 0, &k);
-                if (e->disk) {
+            if (!all && e) { /* whatever copy failed is not to be tried again (a copy still being
+                                made is another's, and stays) */
+                if ((e->dev & bit) && !(e->dev_pending & bit)) {
+                    e->dev &= ~bit;
+                    brt_sc_queue(s, pi, BRT_CACHE_DROP_DEV, 0, 0, &k);
+                }
+                if ((e->host & bit) && !(e->host_pending & bit)) {
+                    e->host &= ~bit;
+                    brt_sc_queue(s, pi, BRT_CACHE_DROP_HOST, 0, 0, &k);
+                }
+                if (e->disk && !e->disk_pending) {
                     drop_disk_everywhere(s, e);
                     disk_changed = 1;
                 }
@@ -506,7 +522,7 @@ void brt_sched_cache_reports(brt_sched *s, uint64_t mb_id, const brt_cache_repor
         case BRT_CACHE_DEMOTE_DEV: { /* the device copy is gone either way; was it kept below? */
             if (!e)
                 break;
-            const int to_host = (e->host_pending & bit) != 0;
+            const int to_host = r[i].tier == BRT_TIER_HOST;
             if (to_host)
                 e->host_pending &= ~bit;
             else

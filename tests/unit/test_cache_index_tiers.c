@@ -5,6 +5,8 @@
  *  - fits() with a need says whether that much more stays within the budget on every stage;
  *  - victim() with a need picks the least recently used confirmed copy of that pipeline, never a
  *    pending or pinned one, and nothing when the need already fits;
+ *  - could_fit() says whether moving out every copy that may go would make the room, so the
+ *    scheduler does not empty the tier in vain;
  *  - an entry is ready on a pipeline from its device copy, not while a save is pending. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -91,6 +93,24 @@ static void test_victims_are_confirmed_unpinned_and_least_recently_used(void **s
     brt_cache_index_destroy(x);
 }
 
+static void test_could_fit_counts_only_copies_that_may_go(void **s)
+{
+    (void)s;
+    brt_cache_index *x = index_of();
+    brt_cache_entry *pinned = on_dev(x, 1, 0, 50, 0, 0);
+    pinned->pins = 1;
+    on_dev(x, 2, 0, 30, 0, 1); /* pending */
+    on_dev(x, 3, 0, 10, 0, 0); /* may go */
+    const int64_t n20[2] = {20, 0}, n21[2] = {21, 0}, n5[2] = {5, 0};
+    assert_true(brt_cache_index_fits(x, BRT_TIER_DEVICE, 0, n5)); /* 90 + 5 */
+    assert_false(brt_cache_index_fits(x, BRT_TIER_DEVICE, 0, n20));
+    assert_true(brt_cache_index_could_fit(x, BRT_TIER_DEVICE, 0, n20));  /* 90 - 10 + 20 */
+    assert_false(brt_cache_index_could_fit(x, BRT_TIER_DEVICE, 0, n21)); /* 90 - 10 + 21 */
+    pinned->pins = 0;
+    assert_true(brt_cache_index_could_fit(x, BRT_TIER_DEVICE, 0, n21)); /* 90 - 60 + 21 */
+    brt_cache_index_destroy(x);
+}
+
 static void test_ready_from_a_device_copy_not_while_pending(void **s)
 {
     (void)s;
@@ -113,6 +133,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_copies_count_per_pipeline_and_stage),
         cmocka_unit_test(test_victims_are_confirmed_unpinned_and_least_recently_used),
+        cmocka_unit_test(test_could_fit_counts_only_copies_that_may_go),
         cmocka_unit_test(test_ready_from_a_device_copy_not_while_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
