@@ -8,6 +8,7 @@
 # with Activation Beacon v1 (window 1024, ratio 8); 2 ranks (2 pipeline stages).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/bench/serve_util.sh"
 BIN=${BRT_BIN:-$here/build/beaconrt}
 PY=/usr/bin/python3
 model="" np=2 requests=32 conc=8 words=1200 maxtok=32
@@ -37,20 +38,10 @@ load="$PY $here/bench/serve_load.py --requests $requests --concurrency $conc --p
 echo "beaconrt serving benchmark: model $(basename "$model"), $np ranks (pipeline), $(nproc) cores;" \
     "$requests streamed requests of ~$words words + $maxtok tokens from $conc clients"
 
-mpirun -np "$np" "$BIN" serve --model "$model" --port 0 --port-file "$tmp/port" --max-waiting 100000 \
-    >"$tmp/serve.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 1200); do
-    [ -s "$tmp/port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$tmp/port")/health")" = 200 ] && break
-    kill -0 $pid 2>/dev/null || { cat "$tmp/serve.log" >&2; exit 1; }
-    sleep 0.1
-done
-url=http://127.0.0.1:$(cat "$tmp/port")
+bench_serve_start "$tmp" "$np" "$BIN" --model "$model" --max-waiting 100000
 echo "-- serve (HTTP, streamed):"
 $load --url "$url" --time-limit 1800 --json "$tmp/serve.json"
-kill -TERM $(pgrep -P $pid -x beaconrt) 2>/dev/null || true
-wait $pid || true
-pid=""
+bench_serve_stop
 
 echo "-- ceiling: the same requests as one batch (beaconrt run, same ranks):"
 $load --url "$url" --write-batch "$tmp/in.jsonl"

@@ -9,6 +9,7 @@
 # loading not included), the state kept in that tier only: what a hit costs from each.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/bench/serve_util.sh"
 BIN=${BRT_BIN:-$here/build/beaconrt}
 PY=/usr/bin/python3
 doc=65536 model="" np=2 tiers=""
@@ -53,20 +54,13 @@ if [ -n "$tiers" ]; then
             disk) flags="--state-cache-dir $tmp/cache-serve" ;;
             *) echo "$0: --tiers takes device, host, disk" >&2; exit 2 ;;
         esac
-        rm -rf "$tmp/port" "$tmp/cache-serve"
+        rm -rf "$tmp/cache-serve"
         # shellcheck disable=SC2086
-        mpirun -np "$np" "$BIN" serve --model "$model" --port 0 --port-file "$tmp/port" --max-jobs 1 $flags \
-            >"$tmp/serve.log" 2>&1 &
-        pid=$!
-        for _ in $(seq 1 1200); do
-            [ -s "$tmp/port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$tmp/port")/health")" = 200 ] && break
-            kill -0 $pid 2>/dev/null || { cat "$tmp/serve.log" >&2; exit 1; }
-            sleep 0.1
-        done
+        bench_serve_start "$tmp" "$np" "$BIN" --model "$model" --max-jobs 1 $flags
         for q in 1 2; do
             $PY -c 'import json,sys; print(json.dumps(json.loads(open(sys.argv[1]).readline())["body"]))' "$tmp/q$q.jsonl" >"$tmp/body.json"
             t=$(curl -s -o "$tmp/resp.json" -w '%{time_total}' -H 'Content-Type: application/json' \
-                "http://127.0.0.1:$(cat "$tmp/port")/v1/completions" --data-binary @"$tmp/body.json")
+                "$url/v1/completions" --data-binary @"$tmp/body.json")
             $PY - "$tmp/resp.json" "$t" "$q" "$tier" <<'PY'
 import json, sys
 u = json.load(open(sys.argv[1]))["usage"]
@@ -74,9 +68,7 @@ print("%-6s question %s: %7.2f s (HTTP request) for %d prompt tokens, %d from th
       % (sys.argv[4], sys.argv[3], float(sys.argv[2]), u["prompt_tokens"], u["prompt_tokens_details"]["cached_tokens"]))
 PY
         done
-        kill -TERM $(pgrep -P $pid -x beaconrt) 2>/dev/null || true
-        wait $pid || true
-        pid=""
+        bench_serve_stop
     done
     exit 0
 fi
