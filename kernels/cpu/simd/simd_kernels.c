@@ -691,28 +691,50 @@ static inline __attribute__((always_inline)) vf km_scores(const int MASKED, cons
     return s[0];
 }
 
-/* acct[d] = acct[d] * corr + sum over keys j < nt in order of p_j v_jd for d in [d0, d0 + KM_DB)
+/* acct[d] = acct[d] * corr + sum over keys j < nt in order of p_j v_jd for d in [d0, d0 + NDB)
  * (acct [hdp][VL], p = sk [TILE][VL]); with PARTIAL, lanes outside `keep` keep their values. */
-static inline __attribute__((always_inline)) void km_pv(const int PARTIAL, float *acct, vf corr, const float *pk,
-                                                        const float *Vt, int32_t hdp, int32_t nt, int32_t d0,
-                                                        uint32_t keep)
+static inline __attribute__((always_inline)) void km_pv(const int PARTIAL, const int NDB, float *acct, vf corr,
+                                                        const float *pk, const float *Vt, int32_t hdp, int32_t nt,
+                                                        int32_t d0, uint32_t keep)
 {
     vf a[KM_DB];
-    for (int k = 0; k < KM_DB; k++)
+    for (int k = 0; k < NDB; k++)
         a[k] = v_mul(v_load(acct + (size_t)(d0 + k) * VL), corr);
     for (int32_t j = 0; j < nt; j++) {
         const vf p = v_load(pk + (size_t)j * VL);
         const float *vj = Vt + (size_t)j * hdp + d0;
-        for (int k = 0; k < KM_DB; k++)
+        for (int k = 0; k < NDB; k++)
             a[k] = v_fma(p, v_set1(vj[k]), a[k]);
     }
-    for (int k = 0; k < KM_DB; k++) {
+    for (int k = 0; k < NDB; k++) {
         float *o = acct + (size_t)(d0 + k) * VL;
         v_store(o, PARTIAL ? v_select_bits(keep, a[k], v_load(o)) : a[k]);
     }
 }
 
 #define KM_LANES ((1u << VL) - 1u) /* every lane of a block */
+
+/* km_pv over d in [0, hd): passes of KM_DB, then the rest in a pass of the next multiple of 4
+ * (head dim 100: 96 + 4 rather than 112; each element's sum is the same whichever pass it is in) */
+static inline __attribute__((always_inline)) void km_pv_all(const int PARTIAL, float *acct, vf corr, const float *pk,
+                                                            const float *Vt, int32_t hd, int32_t hdp, int32_t nt,
+                                                            uint32_t keep)
+{
+    int32_t d0 = 0;
+    for (; d0 + KM_DB <= hd; d0 += KM_DB)
+        km_pv(PARTIAL, KM_DB, acct, corr, pk, Vt, hdp, nt, d0, keep);
+    switch ((hd - d0 + 3) / 4) {
+    case 0: break;
+#if KM_DB > 8
+    case 3: km_pv(PARTIAL, 12, acct, corr, pk, Vt, hdp, nt, d0, keep); break;
+    case 2: km_pv(PARTIAL, 8, acct, corr, pk, Vt, hdp, nt, d0, keep); break;
+#endif
+#if KM_DB > 4
+    case 1: km_pv(PARTIAL, 4, acct, corr, pk, Vt, hdp, nt, d0, keep); break;
+#endif
+    default: km_pv(PARTIAL, KM_DB, acct, corr, pk, Vt, hdp, nt, d0, keep); break;
+    }
+}
 
 /* One gathered tile (nt keys) for a key-major block: act = the lanes that see a key of it, full =
  * those that see all TILE keys, mask[l] = lane l's visible keys (read only where full is not all
@@ -749,17 +771,14 @@ static void km_tile(const float *qt, const float *Kt, const float *Vt, int32_t h
             r[l] = c ? v_add(r[l], e) : e;
         }
     const vf lo = v_load(ls), ln = v_fma(lo, corr, v_hsum_lanes(r));
-    const int32_t hdk = round_up(hd, KM_DB);
     if (act == KM_LANES) {
         v_store(ms, mn);
         v_store(ls, ln);
-        for (int32_t d0 = 0; d0 < hdk; d0 += KM_DB)
-            km_pv(0, acct, corr, sk, Vt, hdp, nt, d0, act);
+        km_pv_all(0, acct, corr, sk, Vt, hd, hdp, nt, act);
     } else {
         v_store(ms, v_select_bits(act, mn, mo));
         v_store(ls, v_select_bits(act, ln, lo));
-        for (int32_t d0 = 0; d0 < hdk; d0 += KM_DB)
-            km_pv(1, acct, corr, sk, Vt, hdp, nt, d0, act);
+        km_pv_all(1, acct, corr, sk, Vt, hd, hdp, nt, act);
     }
 }
 
