@@ -745,6 +745,7 @@ static void km_tile(const float *qt, const float *Kt, const float *Vt, int32_t h
                     float *acct, float *sk)
 {
     vf mt = v_set1(-INFINITY);
+    int32_t nv = nt; /* keys up to the last one some lane sees */
     if (full == KM_LANES) {
         for (int32_t j0 = 0; j0 < TILE; j0 += KM_KB)
             mt = v_max(mt, km_scores(0, qt, Kt, hd, j0, scl, NULL, sk));
@@ -756,8 +757,21 @@ static void km_tile(const float *qt, const float *Kt, const float *Vt, int32_t h
         for (int l = 0; l < VL; l++)
             for (uint32_t m = full >> l & 1u ? 0 : mask[l]; m; m &= m - 1)
                 km[__builtin_ctz(m)] |= 1u << l;
-        for (int32_t j0 = 0; j0 < TILE; j0 += KM_KB)
+        int32_t kend = TILE;
+        while (kend > 0 && !km[kend - 1])
+            kend--;
+        nv = kend < nt ? kend : nt;
+        /* the keys past the diagonal of a causal block: no lane sees them, so their scores are
+         * -inf without computing them and P.V stops before them (a product with p = 0 adds +-0 to
+         * a sum that is never -0: the same bits) */
+        for (int32_t j0 = 0; j0 < TILE; j0 += KM_KB) {
+            if (j0 >= kend) {
+                for (int k = 0; k < KM_KB; k++)
+                    v_store(sk + (size_t)(j0 + k) * VL, v_set1(-INFINITY));
+                continue;
+            }
             mt = v_max(mt, km_scores(1, qt, Kt, hd, j0, scl, km, sk));
+        }
     }
     const vf mo = v_load(ms), mn = v_max(mo, mt); /* lane-wise mo > mt ? mo : mt */
     const uint32_t fix = v_ne_bits(mo, v_set1(-INFINITY)) & v_ne_bits(mo, mn);
@@ -774,11 +788,11 @@ static void km_tile(const float *qt, const float *Kt, const float *Vt, int32_t h
     if (act == KM_LANES) {
         v_store(ms, mn);
         v_store(ls, ln);
-        km_pv_all(0, acct, corr, sk, Vt, hd, hdp, nt, act);
+        km_pv_all(0, acct, corr, sk, Vt, hd, hdp, nv, act);
     } else {
         v_store(ms, v_select_bits(act, mn, mo));
         v_store(ls, v_select_bits(act, ln, lo));
-        km_pv_all(1, acct, corr, sk, Vt, hd, hdp, nt, act);
+        km_pv_all(1, acct, corr, sk, Vt, hd, hdp, nv, act);
     }
 }
 
