@@ -171,16 +171,30 @@ int64_t brt_cache_index_host_bytes(const brt_cache_index *x, int32_t p, int32_t 
 }
 int64_t brt_cache_index_disk_bytes(const brt_cache_index *x, int32_t s) { return x->disk_used[s]; }
 
-int brt_cache_index_fits(const brt_cache_index *x, int tier, int32_t p, const int64_t *need)
+/* A tier as the functions below see it: bytes in use per stage on pipeline p, the budget, and
+ * whether an entry has a copy there (confirmed) and the bytes it takes on stage st. */
+static const int64_t *tier_used(const brt_cache_index *x, int tier, int32_t p)
 {
     const int32_t S = x->o.n_stages;
-    const int64_t *used = tier == BRT_TIER_DEVICE ? x->dev_used + p * S
-                          : tier == BRT_TIER_HOST ? x->host_used + p * S
-                                                  : x->disk_used;
-    const int64_t budget = tier == BRT_TIER_DEVICE ? x->o.dev_budget
-                           : tier == BRT_TIER_HOST ? x->o.host_budget
-                                                   : x->o.disk_budget;
-    for (int32_t s = 0; s < S; s++)
+    return tier == BRT_TIER_DEVICE ? x->dev_used + p * S : tier == BRT_TIER_HOST ? x->host_used + p * S : x->disk_used;
+}
+static int64_t tier_budget(const brt_cache_index *x, int tier)
+{
+    return tier == BRT_TIER_DEVICE ? x->o.dev_budget : tier == BRT_TIER_HOST ? x->o.host_budget : x->o.disk_budget;
+}
+static int tier_has(const brt_cache_entry *e, int tier, int32_t p)
+{
+    return tier == BRT_TIER_DEVICE ? (int)(e->dev >> p & 1u) : tier == BRT_TIER_HOST ? (int)(e->host >> p & 1u) : e->disk;
+}
+static int64_t tier_bytes(const brt_cache_entry *e, int tier, int32_t st)
+{
+    return tier == BRT_TIER_DEVICE ? e->dev_bytes[st] : e->bytes[st];
+}
+
+int brt_cache_index_fits(const brt_cache_index *x, int tier, int32_t p, const int64_t *need)
+{
+    const int64_t *used = tier_used(x, tier, p), budget = tier_budget(x, tier);
+    for (int32_t s = 0; s < x->o.n_stages; s++)
         if (used[s] + (need ? need[s] : 0) > budget)
             return 0;
     return 1;
@@ -188,15 +202,13 @@ int brt_cache_index_fits(const brt_cache_index *x, int tier, int32_t p, const in
 
 int brt_cache_index_could_fit(const brt_cache_index *x, int tier, int32_t p, const int64_t *need)
 {
-    const int32_t S = x->o.n_stages;
-    const int dev = tier == BRT_TIER_DEVICE;
-    const int64_t budget = dev ? x->o.dev_budget : x->o.host_budget;
-    for (int32_t s = 0; s < S; s++) {
-        int64_t used = (dev ? x->dev_used : x->host_used)[p * S + s];
+    const int64_t *used = tier_used(x, tier, p), budget = tier_budget(x, tier);
+    for (int32_t s = 0; s < x->o.n_stages; s++) {
+        int64_t left = used[s];
         for (const brt_cache_entry *e = x->all; e; e = e->next)
-            if (((dev ? e->dev : e->host) >> p & 1u) && !e->pins)
-                used -= dev ? e->dev_bytes[s] : e->bytes[s];
-        if (used + need[s] > budget)
+            if (tier_has(e, tier, p) && !e->pins)
+                left -= tier_bytes(e, tier, s);
+        if (left + need[s] > budget)
             return 0;
     }
     return 1;
@@ -207,13 +219,9 @@ brt_cache_entry *brt_cache_index_victim(brt_cache_index *x, int tier, int32_t p,
     if (brt_cache_index_fits(x, tier, p, need))
         return NULL;
     brt_cache_entry *best = NULL;
-    for (brt_cache_entry *e = x->all; e; e = e->next) {
-        const int here = tier == BRT_TIER_DEVICE ? (int)(e->dev >> p & 1u)
-                         : tier == BRT_TIER_HOST ? (int)(e->host >> p & 1u)
-                                                 : e->disk;
-        if (here && !e->pins && (!best || e->tick < best->tick))
+    for (brt_cache_entry *e = x->all; e; e = e->next)
+        if (tier_has(e, tier, p) && !e->pins && (!best || e->tick < best->tick))
             best = e;
-    }
     return best;
 }
 

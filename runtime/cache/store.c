@@ -38,7 +38,6 @@ struct brt_state_store {
     brt_u64map host;            /* brt_key_u64 -> host_entry */
     int64_t host_bytes;
     brt_u64map dev;             /* brt_key_u64 -> host_entry whose image is a device-tier handle */
-    int64_t dev_bytes;
 };
 
 static brt_status mkdirs(const char *path, brt_err *err)
@@ -141,8 +140,7 @@ void brt_state_store_drop_host(brt_state_store *s, const brt_cache_key *k)
     free(e);
 }
 
-brt_status brt_state_store_put_dev(brt_state_store *s, const brt_cache_key *k, void *handle, int64_t bytes,
-                                   brt_err *err)
+brt_status brt_state_store_put_dev(brt_state_store *s, const brt_cache_key *k, void *handle, brt_err *err)
 {
     brt_state_store_drop_dev(s, k);
     host_entry *e = malloc(sizeof *e);
@@ -151,8 +149,7 @@ brt_status brt_state_store_put_dev(brt_state_store *s, const brt_cache_key *k, v
         s->o.dev_free(s->o.dev_ctx, handle);
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory for a kept state");
     }
-    *e = (host_entry){*k, handle, (size_t)bytes};
-    s->dev_bytes += bytes;
+    *e = (host_entry){*k, handle, 0};
     return BRT_OK;
 }
 
@@ -168,12 +165,9 @@ void brt_state_store_drop_dev(brt_state_store *s, const brt_cache_key *k)
     if (!e || !brt_key_equal(&e->key, k))
         return;
     brt_u64map_del(&s->dev, brt_key_u64(k));
-    s->dev_bytes -= (int64_t)e->len;
     s->o.dev_free(s->o.dev_ctx, e->image);
     free(e);
 }
-
-int64_t brt_state_store_dev_bytes(const brt_state_store *s) { return s ? s->dev_bytes : 0; }
 
 static void file_path(const brt_state_store *s, const brt_cache_key *k, char *out, size_t cap)
 {

@@ -39,13 +39,11 @@ const void *brt_state_store_get_host(const brt_state_store *s, const brt_cache_k
 void brt_state_store_drop_host(brt_state_store *s, const brt_cache_key *k);
 int64_t brt_state_store_host_bytes(const brt_state_store *s);
 
-/* Device tier: keep a handle of `bytes` (the store owns it from now: dev_free frees it when it is
- * dropped, replaced or the store closes, or at once when this fails); the handle, or NULL. */
-brt_status brt_state_store_put_dev(brt_state_store *s, const brt_cache_key *k, void *handle, int64_t bytes,
-                                   brt_err *err);
+/* Device tier: keep a handle (the store owns it from now: dev_free frees it when it is dropped,
+ * replaced or the store closes, or at once when this fails); get: the handle, or NULL. */
+brt_status brt_state_store_put_dev(brt_state_store *s, const brt_cache_key *k, void *handle, brt_err *err);
 void *brt_state_store_get_dev(const brt_state_store *s, const brt_cache_key *k);
 void brt_state_store_drop_dev(brt_state_store *s, const brt_cache_key *k);
-int64_t brt_state_store_dev_bytes(const brt_state_store *s);
 
 /* Disk tier: write an image (atomically); read one back, checked (*image malloc'ed); remove one.
  * read: BRT_ERR_NOT_FOUND when there is no file, BRT_ERR_FORMAT naming what is wrong with one. */

@@ -53,7 +53,7 @@ static brt_status save(brt_node *n, brt_microbatch *mb, const brt_cache_op *op, 
         brt_status st = brt_stage_keep(n->stage, op->job, &kept, &e);
         const int64_t bytes = brt_stage_kept_bytes(kept);
         if (st == BRT_OK)
-            st = brt_state_store_put_dev(n->store, k, kept, bytes, &e);
+            st = brt_state_store_put_dev(n->store, k, kept, &e);
         return report(n, mb, op, st == BRT_OK, bytes, st == BRT_OK ? NULL : e.msg, err);
     }
     brt_buf img = {0};

@@ -64,7 +64,6 @@ brt_status brt_stage_restore(brt_stage *s, uint64_t job, const brt_stage_kept *k
 brt_status brt_stage_kept_export(brt_stage *s, const brt_stage_kept *k, brt_buf *out, brt_err *err);
 int64_t brt_stage_kept_bytes(const brt_stage_kept *k); /* keep-pool bytes (whole blocks) it holds */
 void brt_stage_kept_free(brt_stage *s, brt_stage_kept *k);
-int64_t brt_stage_keep_used(const brt_stage *s);
 
 const brt_weights *brt_stage_weights(const brt_stage *s);
 /* Bytes of the backend buffers a stage holds for its activations (max_rows rows; the last stage

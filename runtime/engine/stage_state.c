@@ -87,21 +87,31 @@ brt_status brt_stage_keep_pool(brt_stage *s, int64_t bytes, brt_err *err)
     return brt_kvpool_create(s->be, bytes, s->o.block_bytes, &s->keep_pool, err);
 }
 
-int64_t brt_stage_keep_used(const brt_stage *s) { return s->keep_pool ? brt_kvpool_used_bytes(s->keep_pool) : 0; }
-
-static void kept_clear(brt_stage *s, brt_stage_kept *k)
+/* dst (layers zeroed, or given back to dp; raw_kind NULL) becomes a copy of src: its next step,
+ * its slot kinds, its layers' regions copied from pool sp into pool dp by the backend. On failure
+ * dst may hold part of the copy: the caller frees it. */
+static brt_status state_copy(brt_job_state *dst, brt_kvpool *dp, const brt_job_state *src, brt_kvpool *sp,
+                             brt_err *err)
 {
-    for (int32_t l = 0; l < k->js.n_layers; l++)
-        brt_layer_state_clear(&k->js.layers[l], s->keep_pool);
-    free(k->js.layers);
-    free(k->js.raw_kind);
+    if (src->raw_kind_n && !(dst->raw_kind = malloc((size_t)src->raw_kind_n)))
+        return brt_errf(err, BRT_ERR_NOMEM, "out of memory for job state");
+    if (src->raw_kind_n)
+        memcpy(dst->raw_kind, src->raw_kind, (size_t)src->raw_kind_n);
+    dst->raw_kind_n = dst->raw_kind_cap = src->raw_kind_n;
+    for (int32_t l = 0; l < src->n_layers; l++)
+        BRT_TRY(brt_layer_state_copy(&dst->layers[l], dp, &src->layers[l], sp, err));
+    dst->next_index = src->next_index;
+    return BRT_OK;
 }
 
 void brt_stage_kept_free(brt_stage *s, brt_stage_kept *k)
 {
     if (!k)
         return;
-    kept_clear(s, k);
+    for (int32_t l = 0; l < k->js.n_layers; l++)
+        brt_layer_state_clear(&k->js.layers[l], s->keep_pool);
+    free(k->js.layers);
+    free(k->js.raw_kind);
     free(k);
 }
 
@@ -116,23 +126,14 @@ brt_status brt_stage_keep(brt_stage *s, uint64_t job, brt_stage_kept **out, brt_
     if (!js)
         return brt_errf(err, BRT_ERR_NOT_FOUND, "job %llu has no state on this stage", (unsigned long long)job);
     brt_stage_kept *k = calloc(1, sizeof *k);
-    if (!k || !(k->js.layers = calloc((size_t)(js->n_layers ? js->n_layers : 1), sizeof *k->js.layers)) ||
-        (js->raw_kind_n && !(k->js.raw_kind = malloc((size_t)js->raw_kind_n)))) {
-        if (k)
-            free(k->js.layers);
+    if (!k || !(k->js.layers = calloc((size_t)(js->n_layers ? js->n_layers : 1), sizeof *k->js.layers))) {
         free(k);
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory for a kept state");
     }
     k->js.job = job;
-    k->js.next_index = js->next_index;
     k->js.n_layers = js->n_layers;
-    if (js->raw_kind_n)
-        memcpy(k->js.raw_kind, js->raw_kind, (size_t)js->raw_kind_n);
-    k->js.raw_kind_n = k->js.raw_kind_cap = js->raw_kind_n;
     const int64_t before = brt_kvpool_used_bytes(s->keep_pool);
-    brt_status st = BRT_OK;
-    for (int32_t l = 0; st == BRT_OK && l < js->n_layers; l++)
-        st = brt_layer_state_copy(&k->js.layers[l], s->keep_pool, &js->layers[l], s->pool, err);
+    brt_status st = state_copy(&k->js, s->keep_pool, js, s->pool, err);
     k->bytes = brt_kvpool_used_bytes(s->keep_pool) - before;
     if (st == BRT_OK)
         st = s->be->synchronize(s->be, err);
@@ -154,24 +155,14 @@ brt_status brt_stage_restore(brt_stage *s, uint64_t job, const brt_stage_kept *k
         return brt_errf(err, BRT_ERR_INTERNAL, "a kept state of %d layers for a stage of %d", k->js.n_layers,
                         s->n_local);
     brt_job_state *js = brt_stage_job_new(s, job);
-    if (!js || (k->js.raw_kind_n && !(js->raw_kind = malloc((size_t)k->js.raw_kind_n)))) {
-        brt_stage_release(s, job);
+    if (!js)
         return brt_errf(err, BRT_ERR_NOMEM, "out of memory for job state");
-    }
-    if (k->js.raw_kind_n)
-        memcpy(js->raw_kind, k->js.raw_kind, (size_t)k->js.raw_kind_n);
-    js->raw_kind_n = js->raw_kind_cap = k->js.raw_kind_n;
-    brt_status st = BRT_OK;
-    for (int32_t l = 0; st == BRT_OK && l < js->n_layers; l++)
-        st = brt_layer_state_copy(&js->layers[l], s->pool, &k->js.layers[l], s->keep_pool, err);
+    brt_status st = state_copy(js, s->pool, &k->js, s->keep_pool, err);
     if (st == BRT_OK)
         st = s->be->synchronize(s->be, err);
-    if (st != BRT_OK) {
+    if (st != BRT_OK)
         brt_stage_release(s, job);
-        return st;
-    }
-    js->next_index = k->js.next_index;
-    return BRT_OK;
+    return st;
 }
 
 brt_status brt_stage_kept_export(brt_stage *s, const brt_stage_kept *k, brt_buf *out, brt_err *err)
